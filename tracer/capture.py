@@ -1,0 +1,139 @@
+"""A capture session: from Options to a stream of decoded Records and kernel counters.
+
+This is the API the console, the exporter and the tests use. It probes the kernel (tracefs
+formats, BTF, HZ), builds and loads the program, preloads owners of existing sockets, and
+decodes every record at the edge.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from tracer import kernel, loader as loader_mod, procfs, program as program_mod
+from tracer.btf import Btf, BtfError
+from tracer.errors import KernelUnsupported, ProcessNotFound
+from tracer.features import Features, read_features
+from tracer.options import Options
+from tracer.record import DecodeContext, Record, RecordDecodeError, decode
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Kernel-side counters, summed over CPUs."""
+
+    lost: int
+    filtered: int
+    records: int
+    socks_insert: int
+    socks_delete: int
+    rst_received: int
+    rst_sent_by_reason: dict[str, int]
+    aborts_by_errno: dict[int, int]
+    states: dict[tuple[str, str], int]
+
+
+def clock_offset_ns() -> int:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall time."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+class Capture:
+    def __init__(self, options: Options, features: Optional[Features] = None) -> None:
+        self.options = options
+        self.features = features or read_features()
+        self.program: Optional[program_mod.Program] = None
+        self.context: Optional[DecodeContext] = None
+        self.decode_errors = 0
+        self._loader: Optional[loader_mod.Loader] = None
+        self._pending: list[Record] = []
+        self._raw_sink: Optional[Callable[[bytes], None]] = None
+
+    def build(self) -> program_mod.Program:
+        for pid in self.options.pids:
+            if not procfs.process_exists(pid):
+                raise ProcessNotFound(pid)
+        try:
+            btf = Btf.load(kernel.BTF_PATH) if kernel.btf_present() else None
+        except BtfError as exc:
+            raise KernelUnsupported(f"cannot read BTF: {exc}") from exc
+        hz = kernel.detect_hz()
+        if hz is None:
+            raise KernelUnsupported(
+                "cannot tell the kernel's HZ (no /proc/config.gz, no /boot/config, no /proc/timer_list)",
+                "report this kernel to the project",
+            )
+        self.program = program_mod.build(self.options, self.features, btf, hz)
+        self.context = DecodeContext(
+            tcp_states=self.features.tcp_states,
+            reset_reasons={} if self.options.ignore_kernel_reason else self.features.reset_reasons,
+            mono_to_wall_ns=clock_offset_ns(),
+            hostname=socket.gethostname(),
+            kernel=kernel.release(),
+        )
+        return self.program
+
+    def start(self, raw_sink: Optional[Callable[[bytes], None]] = None) -> None:
+        """Compile, load, attach. raw_sink (for --record) sees every record's bytes."""
+        if self.program is None:
+            self.build()
+        assert self.program is not None
+        owners = procfs.socket_owners(self.options.pids or None, limit=self.options.max_inodes)
+        self._raw_sink = raw_sink
+        self._loader = loader_mod.Loader(self.program)
+        self._loader.load(pids=self.options.pids, ports=self.options.ports, netns=self.options.netns,
+                          comms=self.options.comms, inode_owners=owners)
+        self._loader.open_records(self._on_raw)
+
+    def _on_raw(self, data: bytes) -> None:
+        if self._raw_sink is not None:
+            self._raw_sink(data)
+        assert self.context is not None
+        try:
+            self._pending.append(decode(data, self.context))
+        except RecordDecodeError:
+            self.decode_errors += 1
+
+    def poll(self, timeout_ms: int = 20) -> list[Record]:
+        assert self._loader is not None, "start() first"
+        self._loader.poll(timeout_ms)
+        out, self._pending = self._pending, []
+        return out
+
+    def counters(self) -> Counters:
+        assert self._loader is not None and self.context is not None
+        s = self._loader.stats()
+        reasons = self.context.reset_reasons
+        sent = {}
+        for i in range(64):
+            n = s[loader_mod.STAT_RST_SENT_BASE + i]
+            if n:
+                name = "unknown" if i == 63 else reasons.get(i, f"UNKNOWN({i})")
+                sent[name] = sent.get(name, 0) + n
+        aborts = {e: s[loader_mod.STAT_ABORT_BASE + e] for e in range(160) if s[loader_mod.STAT_ABORT_BASE + e]}
+        states = {}
+        for i in range(256):
+            n = s[loader_mod.STAT_STATE_BASE + i]
+            if n:
+                o, nw = divmod(i, 16)
+                states[(self.context.state_name(o) or "NONE", self.context.state_name(nw) or "NONE")] = n
+        return Counters(lost=s[0], filtered=s[1], records=s[2], socks_insert=s[3], socks_delete=s[4],
+                        rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states)
+
+    def table_usage(self) -> dict[str, tuple[int, int]]:
+        assert self._loader is not None
+        return {n: (self._loader.table_len(n), self._loader.table_max(n)) for n in ("socks", "closed", "listeners")}
+
+    def close(self) -> None:
+        if self._loader is not None:
+            self._loader.close()
+            self._loader = None
+
+    def __enter__(self) -> "Capture":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,93 @@
+"""Typed errors: each says what went wrong and what to do, and carries its exit code.
+
+Library code raises these and never prints or exits; the CLI (tracer/cli.py) is the one place
+that turns them into a message and an exit status. Exit codes are documented in the README.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class TteError(Exception):
+    """Base of every error a user can meet."""
+
+    exit_code = 1
+    remedy = ""
+
+    def __init__(self, message: str, remedy: Optional[str] = None) -> None:
+        super().__init__(message)
+        if remedy is not None:
+            self.remedy = remedy
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class NotPrivileged(TteError):
+    exit_code = 3
+
+    def __init__(self) -> None:
+        super().__init__(
+            "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
+            "run with sudo, or grant the capabilities: "
+            "sudo setcap cap_bpf,cap_perfmon,cap_sys_resource+ep <python binary>",
+        )
+
+
+class BccMissing(TteError):
+    exit_code = 4
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "the BCC Python module cannot be imported" + (f" ({detail})" if detail else ""),
+            "install Debian's BCC and use the project's venv: sudo scripts/setup.sh "
+            "(never 'pip install bcc': that PyPI name is an unrelated project)",
+        )
+
+
+class HeadersMissing(TteError):
+    exit_code = 5
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"kernel headers for BCC are missing: {path} does not exist",
+            "sudo scripts/setup.sh (installs linux-headers and links them for this kernel)",
+        )
+
+
+class TracefsMissing(TteError):
+    exit_code = 6
+
+    def __init__(self) -> None:
+        super().__init__(
+            "tracefs is not mounted (no /sys/kernel/tracing/events)",
+            "sudo mount -t tracefs nodev /sys/kernel/tracing",
+        )
+
+
+class KernelUnsupported(TteError):
+    exit_code = 7
+
+
+class ProgramLoadFailed(TteError):
+    exit_code = 8
+
+
+class ProcessNotFound(TteError):
+    exit_code = 9
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"no process with pid {pid}",
+            "check the pid with 'pgrep -a <name>' (use the host's pid, not a container's)",
+        )
+
+
+class RecordingInvalid(TteError):
+    exit_code = 10
+
+
+class RecordsLost(TteError):
+    exit_code = 11

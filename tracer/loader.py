@@ -1,0 +1,149 @@
+"""The one module that imports bcc: compile, fill maps, attach, drain the ring buffer.
+
+Records leave this module as raw bytes handed to a callback (tracer/record.py decodes them);
+counters leave as plain dicts. Everything above this module runs without root and without BCC.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Callable, Iterable, Mapping, Optional
+
+from tracer.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
+from tracer.program import Program
+
+OnRecord = Callable[[bytes], None]
+
+STAT_NAMES = {0: "lost", 1: "filtered", 2: "records", 3: "socks_insert", 4: "socks_delete",
+              5: "rst_received", 6: "closed_insert"}
+STAT_RST_SENT_BASE = 16
+STAT_ABORT_BASE = 80
+STAT_STATE_BASE = 240
+STAT_MAX = 496
+
+
+def import_bcc():
+    try:
+        import bcc  # noqa: F401  (Debian's python3-bpfcc)
+    except ImportError as exc:
+        raise BccMissing(str(exc)) from exc
+    if not hasattr(bcc, "BPF"):
+        raise BccMissing("the 'bcc' module found is not BCC (the unrelated PyPI package?)")
+    return bcc
+
+
+def bcc_version() -> str:
+    try:
+        bcc = import_bcc()
+    except BccMissing:
+        return "missing"
+    return getattr(bcc, "__version__", "unknown")
+
+
+class Loader:
+    """Owns one loaded program: its maps, its attachments and its ring buffer."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._bpf = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def load(self, pids: Iterable[int] = (), ports: Iterable[int] = (), netns: Iterable[int] = (),
+             comms: Iterable[str] = (), inode_owners: Optional[Mapping[int, tuple[int, str]]] = None) -> None:
+        if os.geteuid() != 0 and not _has_bpf_caps():
+            raise NotPrivileged()
+        bcc = import_bcc()
+        if not os.path.isdir(f"/lib/modules/{os.uname().release}/build/include"):
+            raise HeadersMissing(f"/lib/modules/{os.uname().release}/build")
+        try:
+            # Attaching happens here: BCC attaches every TRACEPOINT_PROBE/RAW_TRACEPOINT_PROBE.
+            # Filters must be in place before the first event, so the program compiles them in
+            # as "enabled" and drops everything until the maps are filled just below; the few
+            # microseconds in between only lose events of the filtered-out kind.
+            self._bpf = bcc.BPF(src_file=self.program.source.encode(), cflags=list(self.program.cflags))
+        except Exception as exc:  # BCC raises bare Exception for compile and load failures
+            raise ProgramLoadFailed(
+                f"the BPF program failed to compile or load: {exc}",
+                "run 'tcptrace-explain doctor' to see which kernel feature is missing",
+            ) from exc
+        self._fill_set("filter_pids", ctypes.c_uint32, pids)
+        self._fill_set("filter_ports", ctypes.c_uint16, ports)
+        self._fill_set("filter_netns", ctypes.c_uint32, netns)
+        if comms:
+            t = self._bpf["filter_comms"]
+            for c in comms:
+                k = t.Key()
+                k.comm = c.encode()[:15]
+                t[k] = ctypes.c_uint8(1)
+        if inode_owners:
+            self._fill_inodes(inode_owners)
+
+    def _fill_set(self, name: str, ctype, values: Iterable[int]) -> None:
+        t = self._bpf[name]
+        for v in values:
+            t[t.Key(v)] = ctypes.c_uint8(1)
+
+    def _fill_inodes(self, owners: Mapping[int, tuple[int, str]]) -> None:
+        t = self._bpf["inode_owners"]
+        for n, (ino, (pid, comm)) in enumerate(owners.items()):
+            if n >= t.max_entries:
+                break
+            leaf = t.Leaf()
+            leaf.pid = pid
+            leaf.comm = comm.encode()[:15]
+            t[t.Key(ino)] = leaf
+
+    def open_records(self, on_record: OnRecord) -> None:
+        def _cb(_ctx, data, size):
+            on_record(ctypes.string_at(data, size))
+
+        self._cb = _cb  # keep a reference: BCC holds only a C pointer to it
+        self._bpf["events"].open_ring_buffer(_cb)
+
+    def poll(self, timeout_ms: int) -> None:
+        """Wait up to timeout_ms for a wake-up, then drain whatever is there.
+
+        The program wakes us only every Nth record (TTE_WAKEUP_EVERY), so the drain after the
+        timeout is what bounds the latency of the records in between."""
+        self._bpf.ring_buffer_poll(timeout_ms)
+        self._bpf.ring_buffer_consume()
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    def __enter__(self) -> "Loader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- counters ------------------------------------------------------------------------
+    def stats(self) -> list[int]:
+        """Per-CPU counters summed: index -> count (TTE_STAT_* of bpf/tte.h)."""
+        t = self._bpf["stats"]
+        out = [0] * STAT_MAX
+        for k, per_cpu in t.items():
+            out[k.value] = sum(per_cpu)
+        return out
+
+    def table_len(self, name: str) -> int:
+        return sum(1 for _ in self._bpf[name].keys())
+
+    def table_max(self, name: str) -> int:
+        return self._bpf[name].max_entries
+
+
+def _has_bpf_caps() -> bool:
+    """CAP_BPF (39) and CAP_PERFMON (38) in the effective set."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    eff = int(line.split()[1], 16)
+                    return bool(eff & (1 << 39)) and bool(eff & (1 << 38))
+    except OSError:
+        pass
+    return False

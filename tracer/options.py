@@ -1,0 +1,45 @@
+"""The tracer's configuration as one frozen, validated object.
+
+The CLI validates user input into Options; tracer/program.py turns Options into -D constants
+and filter-map entries. Nothing else reads command-line flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+COMM_LEN = 16
+
+
+@dataclass(frozen=True)
+class Options:
+    pids: frozenset[int] = frozenset()
+    comms: frozenset[str] = frozenset()
+    ports: frozenset[int] = frozenset()
+    netns: frozenset[int] = frozenset()
+    states: bool = False
+    # None: use the per-I/O hooks only when BTF is missing (they cost on busy services).
+    io_hooks: Optional[bool] = None
+    ringbuf_pages: int = 256
+    wakeup_every: int = 32
+    max_socks: int = 65536
+    max_closed: int = 16384
+    max_inodes: int = 65536
+    # Ignore the kernel's reset reason, to measure the inference on kernels that lack it.
+    ignore_kernel_reason: bool = False
+
+    def __post_init__(self) -> None:
+        for p in self.ports:
+            if not 0 < p < 65536:
+                raise ValueError(f"port {p} is out of range 1-65535")
+        for pid in self.pids:
+            if pid <= 0:
+                raise ValueError(f"pid {pid} must be positive")
+        for c in self.comms:
+            if not c or len(c.encode()) >= COMM_LEN:
+                raise ValueError(f"process name {c!r} must be 1-15 bytes (the kernel's comm)")
+        if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
+            raise ValueError("ring buffer pages must be a power of two")
+        if self.wakeup_every < 1:
+            raise ValueError("wakeup_every must be at least 1")

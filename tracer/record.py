@@ -1,0 +1,253 @@
+"""Decode ring-buffer records (struct tte_record, bpf/tte.h) into frozen Python objects.
+
+This is the edge between the kernel and everything else: nothing downstream sees ctypes or raw
+bytes. Kernel numbers are turned into names here with tables read from the running kernel
+(tracer/features.py), never from tables in our code; a number the kernel did not name is kept
+as ``UNKNOWN(n)`` so nothing is silently lost. Recordings store the raw bytes plus the
+DecodeContext, so replay decodes exactly as the live run did.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping, Optional
+
+# Mirror of struct tte_record. The BPF program static-asserts its size and two offsets against
+# RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/program.py).
+_HEADER = "<BBBBIQQQQIIIiiHH16s16s16s16s16s"
+RECORD_FORMAT = _HEADER + "QQQQQQQQQIIIIIB3x"
+RECORD_SIZE = struct.calcsize(RECORD_FORMAT)
+OFF_BIRTH = struct.calcsize(_HEADER)
+OFF_OWNER_SRC = struct.calcsize(_HEADER + "QQQQQQQQQIIIII")
+_STRUCT = struct.Struct(RECORD_FORMAT)
+
+AF_INET = 2
+AF_INET6 = 10
+
+
+class RecordType(str, Enum):
+    RESET_SENT = "reset_sent"
+    RESET_RECEIVED = "reset_received"
+    ABORT = "abort"
+    STATE = "state"
+
+
+_TYPE_BY_RAW = {
+    1: RecordType.RESET_SENT,
+    2: RecordType.RESET_RECEIVED,
+    3: RecordType.ABORT,
+    4: RecordType.STATE,
+}
+
+OWNER_SOURCES = {
+    0: "none",
+    1: "connect",
+    2: "listen",
+    3: "listener",
+    4: "close",
+    5: "io",
+    6: "inode",
+}
+
+# TTE_F_* bits of bpf/tte.h
+FLAG_BITS = {
+    "sock_known": 1 << 0,
+    "from_closed": 1 << 1,
+    "tcp_fields": 1 << 2,
+    "orphan": 1 << 3,
+    "peer_fin": 1 << 4,
+    "keepalive": 1 << 5,
+    "linger": 1 << 6,
+    "active": 1 << 7,
+    "timewait": 1 << 8,
+    "no_socket": 1 << 9,
+}
+
+
+class RecordDecodeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DecodeContext:
+    """What decoding needs from the machine that recorded: kernel enum names and clocks."""
+
+    tcp_states: Mapping[int, str]
+    reset_reasons: Mapping[int, str]
+    # CLOCK_REALTIME - CLOCK_MONOTONIC at start-up, to turn bpf_ktime_get_ns() into wall time.
+    mono_to_wall_ns: int = 0
+    hostname: str = ""
+    kernel: str = ""
+
+    def state_name(self, raw: int) -> Optional[str]:
+        if raw == 0:
+            return None
+        return self.tcp_states.get(raw, f"UNKNOWN({raw})")
+
+    def reason_name(self, raw: int) -> Optional[str]:
+        if raw < 0:
+            return None
+        return self.reset_reasons.get(raw, f"UNKNOWN({raw})")
+
+    def to_json(self) -> dict:
+        return {
+            "tcp_states": {str(k): v for k, v in self.tcp_states.items()},
+            "reset_reasons": {str(k): v for k, v in self.reset_reasons.items()},
+            "mono_to_wall_ns": self.mono_to_wall_ns,
+            "hostname": self.hostname,
+            "kernel": self.kernel,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "DecodeContext":
+        try:
+            return cls(
+                tcp_states={int(k): str(v) for k, v in d["tcp_states"].items()},
+                reset_reasons={int(k): str(v) for k, v in d["reset_reasons"].items()},
+                mono_to_wall_ns=int(d.get("mono_to_wall_ns", 0)),
+                hostname=str(d.get("hostname", "")),
+                kernel=str(d.get("kernel", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RecordDecodeError(f"invalid decode context: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Record:
+    """One decoded ring-buffer record: an observation, not yet an explanation."""
+
+    type: RecordType
+    ts_ns: int
+    family: int
+    state: Optional[str]
+    old_state: Optional[str]
+    flags_raw: int
+    skaddr: int
+    cookie: int
+    ino: int
+    netns: int
+    pid: int
+    cur_pid: int
+    reason: Optional[str]
+    reason_raw: int
+    errno: Optional[str]
+    errno_raw: int
+    laddr: str
+    lport: int
+    raddr: str
+    rport: int
+    comm: str
+    thread: str
+    cur_comm: str
+    birth_ns: Optional[int]
+    estab_ns: Optional[int]
+    fin_ns: Optional[int]
+    close_ns: Optional[int]
+    state_ns: Optional[int]
+    last_send_ns: Optional[int]
+    last_recv_ns: Optional[int]
+    last_ack_ns: Optional[int]
+    destroy_ns: Optional[int]
+    retrans: int
+    total_retrans: int
+    srtt_us: int
+    unread_bytes: int
+    unacked_bytes: int
+    owner_source: str
+    wall_ns: int = field(default=0)
+
+    def flag(self, name: str) -> bool:
+        return bool(self.flags_raw & FLAG_BITS[name])
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(n for n, bit in FLAG_BITS.items() if self.flags_raw & bit)
+
+    @property
+    def family_name(self) -> str:
+        return {AF_INET: "ipv4", AF_INET6: "ipv6"}.get(self.family, f"af{self.family}")
+
+    @property
+    def tuple4(self) -> tuple[int, str, int, str, int]:
+        """(netns, laddr, lport, raddr, rport): the key that joins records across sockets."""
+        return (self.netns, self.laddr, self.lport, self.raddr, self.rport)
+
+
+def _addr(family: int, raw: bytes) -> str:
+    if family == AF_INET6:
+        a6 = ipaddress.IPv6Address(raw)
+        return str(a6.ipv4_mapped) if a6.ipv4_mapped else str(a6)
+    return str(ipaddress.IPv4Address(raw[:4]))
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+
+
+def _ts(v: int) -> Optional[int]:
+    return v or None
+
+
+def errno_name(raw: int) -> Optional[str]:
+    if raw <= 0:
+        return None
+    return errno_mod.errorcode.get(raw, f"E{raw}")
+
+
+def decode(data: bytes, ctx: DecodeContext) -> Record:
+    if len(data) < RECORD_SIZE:
+        raise RecordDecodeError(f"record of {len(data)} bytes, expected {RECORD_SIZE}")
+    (
+        type_raw, family, state_raw, old_state_raw, flags_raw, ts_ns, skaddr, cookie, ino,
+        netns, pid, cur_pid, reason_raw, err_raw, lport, rport, laddr, raddr, comm, thread,
+        cur_comm, birth, estab, fin, close, state_ts, last_send, last_recv, last_ack, destroy,
+        retrans, total_retrans, srtt_us, unread, unacked, owner_src,
+    ) = _STRUCT.unpack_from(data)
+    rtype = _TYPE_BY_RAW.get(type_raw)
+    if rtype is None:
+        raise RecordDecodeError(f"unknown record type {type_raw}")
+    return Record(
+        type=rtype,
+        ts_ns=ts_ns,
+        family=family,
+        state=ctx.state_name(state_raw),
+        old_state=ctx.state_name(old_state_raw) if rtype is RecordType.STATE else None,
+        flags_raw=flags_raw,
+        skaddr=skaddr,
+        cookie=cookie,
+        ino=ino,
+        netns=netns,
+        pid=pid,
+        cur_pid=cur_pid,
+        reason=ctx.reason_name(reason_raw),
+        reason_raw=reason_raw,
+        errno=errno_name(err_raw),
+        errno_raw=err_raw,
+        laddr=_addr(family, laddr),
+        lport=lport,
+        raddr=_addr(family, raddr),
+        rport=rport,
+        comm=_text(comm),
+        thread=_text(thread),
+        cur_comm=_text(cur_comm),
+        birth_ns=_ts(birth),
+        estab_ns=_ts(estab),
+        fin_ns=_ts(fin),
+        close_ns=_ts(close),
+        state_ns=_ts(state_ts),
+        last_send_ns=_ts(last_send),
+        last_recv_ns=_ts(last_recv),
+        last_ack_ns=_ts(last_ack),
+        destroy_ns=_ts(destroy),
+        retrans=retrans,
+        total_retrans=total_retrans,
+        srtt_us=srtt_us,
+        unread_bytes=unread,
+        unacked_bytes=unacked,
+        owner_source=OWNER_SOURCES.get(owner_src, f"unknown({owner_src})"),
+        wall_ns=ts_ns + ctx.mono_to_wall_ns,
+    )
