@@ -121,6 +121,9 @@ enum tte_sk_rst_reason { TTE_RST_REASON_PLACEHOLDER = 0 };
 #define TTE_OFF_TASK_COMM 0
 #define TTE_OFF_SKB_DEV 0
 #define TTE_OFF_NETDEV_NET 0
+#define TTE_OFF_SKB_HEAD 0
+#define TTE_OFF_SKB_NETWORK_HEADER 0
+#define TTE_OFF_SKB_TRANSPORT_HEADER 0
 #endif
 
 /* The decoder's idea of the layout (tracer/record.py); a mismatch fails the compile. */
@@ -642,6 +645,29 @@ static __always_inline void fill_from_closed(struct tte_record *r, const struct 
     r->flags |= TTE_F_FROM_CLOSED | (c->flags & (TTE_F_PEER_FIN | TTE_F_KEEPALIVE | TTE_F_LINGER));
 }
 
+/* The remote end of the segment a listener answered: the tracepoint takes addresses from the
+ * listening socket, whose remote end is 0.0.0.0:0, so read the incoming IP and TCP headers. */
+static __always_inline void remote_from_skb(struct tte_tuple *t, const void *skb)
+{
+    const u8 *head = (const u8 *)rd_u64(skb, TTE_OFF_SKB_HEAD);
+    u16 nh = rd_u16(skb, TTE_OFF_SKB_NETWORK_HEADER);
+    u16 th = rd_u16(skb, TTE_OFF_SKB_TRANSPORT_HEADER);
+    if (!head || nh == 0xffff || th == 0xffff)
+        return;
+    u8 version = rd_u8(head, nh) >> 4;
+    if (version == 4) {
+        t->family = TTE_AF_INET;
+        __builtin_memset(t->raddr, 0, 16);
+        bpf_probe_read_kernel(t->raddr, 4, head + nh + 12); /* iphdr.saddr */
+    } else if (version == 6) {
+        t->family = TTE_AF_INET6;
+        bpf_probe_read_kernel(t->raddr, 16, head + nh + 8); /* ipv6hdr.saddr */
+    } else {
+        return;
+    }
+    t->rport = bpf_ntohs(rd_u16(head, th)); /* tcphdr.source */
+}
+
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
     u64 key = (u64)args->skaddr;
@@ -708,6 +734,9 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
         t.netns = net ? rd_u32(net, TTE_OFF_NET_INUM) : 0;
         flags |= TTE_F_NO_SOCKET;
     }
+
+    if (state == TTE_TCP_LISTEN && args->skbaddr && t.rport == 0)
+        remote_from_skb(&t, (const void *)args->skbaddr);
 
     struct tte_sock *s = 0;
     struct tte_closed *c = 0;

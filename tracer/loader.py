@@ -71,7 +71,7 @@ class Loader:
         self._fill_set("filter_ports", ctypes.c_uint16, ports)
         self._fill_set("filter_netns", ctypes.c_uint32, netns)
         if comms:
-            t = self._bpf["filter_comms"]
+            t = self._bpf[b"filter_comms"]
             for c in comms:
                 k = t.Key()
                 k.comm = c.encode()[:15]
@@ -80,12 +80,12 @@ class Loader:
             self._fill_inodes(inode_owners)
 
     def _fill_set(self, name: str, ctype, values: Iterable[int]) -> None:
-        t = self._bpf[name]
+        t = self._bpf[name.encode()]
         for v in values:
             t[t.Key(v)] = ctypes.c_uint8(1)
 
     def _fill_inodes(self, owners: Mapping[int, tuple[int, str]]) -> None:
-        t = self._bpf["inode_owners"]
+        t = self._bpf[b"inode_owners"]
         for n, (ino, (pid, comm)) in enumerate(owners.items()):
             if n >= t.max_entries:
                 break
@@ -99,7 +99,7 @@ class Loader:
             on_record(ctypes.string_at(data, size))
 
         self._cb = _cb  # keep a reference: BCC holds only a C pointer to it
-        self._bpf["events"].open_ring_buffer(_cb)
+        self._bpf[b"events"].open_ring_buffer(_cb)
 
     def poll(self, timeout_ms: int) -> None:
         """Wait up to timeout_ms for a wake-up, then drain whatever is there.
@@ -123,17 +123,17 @@ class Loader:
     # -- counters ------------------------------------------------------------------------
     def stats(self) -> list[int]:
         """Per-CPU counters summed: index -> count (TTE_STAT_* of bpf/tte.h)."""
-        t = self._bpf["stats"]
+        t = self._bpf[b"stats"]
         out = [0] * STAT_MAX
         for k, per_cpu in t.items():
             out[k.value] = sum(per_cpu)
         return out
 
     def table_len(self, name: str) -> int:
-        return sum(1 for _ in self._bpf[name].keys())
+        return sum(1 for _ in self._bpf[name.encode()].keys())
 
     def table_max(self, name: str) -> int:
-        return self._bpf[name].max_entries
+        return self._bpf[name.encode()].max_entries
 
 
 def _has_bpf_caps() -> bool:

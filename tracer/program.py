@@ -53,6 +53,9 @@ FIELDS: Mapping[str, tuple[str, str, int]] = {
     "TASK_COMM": ("task_struct", "comm", 16),
     "SKB_DEV": ("sk_buff", "dev", 8),
     "NETDEV_NET": ("net_device", "nd_net", 8),
+    "SKB_HEAD": ("sk_buff", "head", 8),
+    "SKB_NETWORK_HEADER": ("sk_buff", "network_header", 2),
+    "SKB_TRANSPORT_HEADER": ("sk_buff", "transport_header", 2),
 }
 SOCK_FLAGS = ("SOCK_DEAD", "SOCK_DONE", "SOCK_KEEPOPEN", "SOCK_LINGER")
 STATE_NAMES = (

@@ -28,6 +28,9 @@ _STRUCT = struct.Struct(RECORD_FORMAT)
 AF_INET = 2
 AF_INET6 = 10
 
+# A send this close before a received reset is taken as what triggered it (see Record.idle_ns).
+TRIGGER_WINDOW_NS = 200_000_000
+
 
 class RecordType(str, Enum):
     RESET_SENT = "reset_sent"
@@ -170,6 +173,36 @@ class Record:
     @property
     def family_name(self) -> str:
         return {AF_INET: "ipv4", AF_INET6: "ipv6"}.get(self.family, f"af{self.family}")
+
+    @property
+    def idle_ns(self) -> Optional[int]:
+        """Time since the application's last data on this connection, before the event.
+
+        Data only (tcp_sock.lsndtime and icsk_ack.lrcvtime): a bare ACK, a keepalive answer or
+        the peer's FIN is not the application using the connection (rcv_tstamp, which any ACK
+        refreshes, stays evidence, not idle time). One exception: a reset received within
+        TRIGGER_WINDOW_NS (or four smoothed RTTs) of our own send answers that send. That send
+        is what met the reset (a pooled connection reused after an idle period), so it does not
+        end the idle period; otherwise every reset on a reused connection would read as idle 0.
+        """
+        send = self.last_send_ns
+        if (self.type is RecordType.RESET_RECEIVED and send is not None
+                and self.ts_ns - send <= max(TRIGGER_WINDOW_NS, 4 * self.srtt_us * 1000)):
+            send = None
+        last = max((t for t in (self.last_recv_ns, send) if t is not None), default=None)
+        if last is None or last > self.ts_ns:
+            return None
+        return self.ts_ns - last
+
+    @property
+    def idle_s(self) -> Optional[float]:
+        n = self.idle_ns
+        return None if n is None else n / 1e9
+
+    @property
+    def age_s(self) -> Optional[float]:
+        start = self.estab_ns or self.birth_ns
+        return None if start is None or start > self.ts_ns else (self.ts_ns - start) / 1e9
 
     @property
     def tuple4(self) -> tuple[int, str, int, str, int]:

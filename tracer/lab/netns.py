@@ -79,6 +79,14 @@ _CLONE_NEWNET = 0x40000000
 _SLOT_X = range(100, 200)
 _SLOT_Y = range(0, 256, 2)
 
+# Interface indexes per role. Without them both ends of a veth would get ifindex 2 (the first
+# free index in a new namespace), and the kernel treats a carrier change of a device whose
+# peer ifindex equals its own as non-urgent (linkwatch_urgent_event), batching it for up to a
+# second. IPv6 waits for that operstate change before joining the solicited-node groups, so
+# the first IPv6 connection of a fresh lab stalled for about 1 s of neighbour discovery.
+# Distinct indexes make the event urgent: IPv6 works as soon as the build returns.
+_IFINDEX = {"client": 10, "router": 20, "server": 30}
+
 # How long close() gives processes started with popen() to exit after SIGTERM before SIGKILL.
 _TERM_GRACE_S = 1.0
 
@@ -335,6 +343,7 @@ class _Resources:
 
     ip: str
     prefix: str
+    owns_prefix: bool = False  # True once we hold the prefix lock; only then are names ours
     locks: list[tuple[str, int]] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
 
@@ -355,12 +364,15 @@ def _teardown(res: _Resources) -> list[str]:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=_TERM_GRACE_S)
     res.procs.clear()
-    # Every "<prefix>-<role>" name is ours (we hold the prefix lock), including ones a failed
-    # build left half made, so delete by name rather than by what we remember creating.
-    try:
-        left = _delete_netns(res.ip, _existing_names(res.prefix))
-    except OSError:
-        left = _existing_names(res.prefix)
+    # While we hold the prefix lock every "<prefix>-<role>" name is ours, including ones a
+    # failed build left half made, so delete by name rather than by what we remember creating.
+    # Without the lock (the prefix belongs to a live lab) we created nothing and touch nothing.
+    left: list[str] = []
+    if res.owns_prefix:
+        try:
+            left = _delete_netns(res.ip, _existing_names(res.prefix))
+        except OSError:
+            left = _existing_names(res.prefix)
     if not left:
         for path, fd in reversed(res.locks):
             with contextlib.suppress(OSError):
@@ -427,6 +439,7 @@ class Topology:
                     f"prefix {prefix!r} is in use by a running lab; pick another or omit it"
                 )
             res.locks.append((path, fd))
+            res.owns_prefix = True
             # Names with our prefix that exist while we hold its lock are leftovers of a dead
             # owner: remove them so `ip netns add` does not fail on them.
             left = _delete_netns(ip, _existing_names(prefix))
@@ -487,9 +500,12 @@ class Topology:
             f"netns add {s}",
             # Both ends are created directly inside their namespaces, so these interface names
             # never exist in the host's namespace and cannot clash with another lab's.
-            f"link add to-server netns {c} type veth peer name to-client netns {s}",
+            # Explicit, different ifindexes: see _IFINDEX.
+            f"link add to-server index {_IFINDEX['client']} netns {c} type veth "
+            f"peer name to-client index {_IFINDEX['server']} netns {s}",
         ])
         for h in (self.client, self.server):
+            _write_sysctls(h.name, _no_dad(h))  # while the link is still down: see _no_dad
             self._ip_batch(_host_lines(h), h.name)
 
     @classmethod
@@ -537,9 +553,30 @@ class Topology:
             f"netns add {c}",
             f"netns add {r}",
             f"netns add {s}",
-            f"link add to-router netns {c} type veth peer name to-client netns {r}",
-            f"link add to-router netns {s} type veth peer name to-server netns {r}",
+            f"link add to-router index {_IFINDEX['client']} netns {c} type veth "
+            f"peer name to-client index {_IFINDEX['router']} netns {r}",
+            f"link add to-router index {_IFINDEX['server']} netns {s} type veth "
+            f"peer name to-server index {_IFINDEX['router'] + 1} netns {r}",
         ])
+        _write_sysctls(c, _no_dad(self.client))  # while the links are still down: see _no_dad
+        _write_sysctls(s, _no_dad(self.server))
+        sysctls = {
+            **_no_dad(self.router),
+            **_no_dad(self.router_server_side),
+            "net.ipv4.ip_forward": 1,
+            "net.ipv6.conf.all.forwarding": 1,
+        }
+        if nat:
+            # Per-namespace on this kernel (struct nf_tcp_net), so the host is unaffected.
+            # loose=0: a mid-stream packet of a flow conntrack forgot is not adopted as a new
+            # ESTABLISHED flow but left untracked, which `ct state invalid` matches.
+            sysctls["net.netfilter.nf_conntrack_tcp_loose"] = 0
+            if ct_timeout is not None:
+                sysctls["net.netfilter.nf_conntrack_tcp_timeout_established"] = ct_timeout
+        # Set before the ruleset exists: conntrack only starts tracking in this namespace once a
+        # rule needs it, so no flow is ever seen with the permissive defaults.
+        _write_sysctls(r, sysctls)
+
         # Routes name only the lab's own subnets (never a default route): see module docstring.
         self._ip_batch(_host_lines(self.client) + [
             f"route add 10.{x}.{y2}.0/24 via {self.router.v4}",
@@ -555,18 +592,6 @@ class Topology:
                 f"route add fd00:{x}:{y}::/64 via {self.router_server_side.v6}",
             ]
         self._ip_batch(server_lines, s)
-
-        sysctls = {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1}
-        if nat:
-            # Per-namespace on this kernel (struct nf_tcp_net), so the host is unaffected.
-            # loose=0: a mid-stream packet of a flow conntrack forgot is not adopted as a new
-            # ESTABLISHED flow but left untracked, which `ct state invalid` matches.
-            sysctls["net.netfilter.nf_conntrack_tcp_loose"] = 0
-            if ct_timeout is not None:
-                sysctls["net.netfilter.nf_conntrack_tcp_timeout_established"] = ct_timeout
-        # Set before the ruleset exists: conntrack only starts tracking in this namespace once a
-        # rule needs it, so no flow is ever seen with the permissive defaults.
-        _write_sysctls(r, sysctls)
         if nat:
             self.nft(self.router, _NAT_RULESET)
 
@@ -698,6 +723,18 @@ table inet {table} {{
         state = "closed" if self._closed else "open"
         hosts = ", ".join(f"{h.name}[{h.ifname}] {h.v4} {h.v6}" for h in self.hosts)
         return f"<Topology {self.prefix} {state}: {hosts}>"
+
+
+def _no_dad(h: Host) -> dict[str, int]:
+    """Sysctl turning off duplicate address detection on ``h``'s interface.
+
+    Set before the link goes up, when the kernel generates the fe80:: link-local address. With
+    DAD that address stays "tentative" for a second or two, and a router forwarding a packet
+    whose source is not its own sends neighbour solicitations only from its link-local
+    address: the first IPv6 connection through a fresh un-NATed router stalled ~2 s in SYN
+    retransmits. No other host can claim an address on a veth we just created.
+    """
+    return {f"net.ipv6.conf.{h.ifname}.accept_dad": 0}
 
 
 def _host_lines(h: Host, lo: bool = True) -> list[str]:
