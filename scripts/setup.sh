@@ -68,9 +68,6 @@ fi
 if [ ! -e /sys/kernel/tracing/events ]; then
     mount -t tracefs nodev /sys/kernel/tracing
 fi
-if [ ! -e /sys/kernel/debug/tracing ] && [ -d /sys/kernel/debug ] && ! mountpoint -q /sys/kernel/debug; then
-    mount -t debugfs nodev /sys/kernel/debug 2>/dev/null || true
-fi
 
 cd "$here"
 if [ ! -x .venv/bin/python ]; then

@@ -128,9 +128,16 @@ class PeerProc:
         self.p.stdin.flush()
 
     def finish(self, timeout: float = 20.0) -> list[dict]:
-        out, err = self.p.communicate(timeout=timeout)
+        # Read through the same buffered stream next() used: communicate() reads the raw pipe
+        # and would skip whatever readline() had already buffered.
+        self.p.stdin.close()
+        self.p.wait(timeout=timeout)
+        out, err = self.p.stdout.read(), self.p.stderr.read()
         for line in out.splitlines():
-            d = json.loads(line)
+            try:
+                d = json.loads(line)
+            except ValueError:
+                raise AssertionError(f"peer printed a non-JSON line {line!r}; stdout={out!r} stderr={err!r}")
             self.lines.append(d)
         assert self.p.returncode == 0, f"peer failed rc={self.p.returncode}: {err}"
         return self.lines

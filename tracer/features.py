@@ -15,7 +15,9 @@ from typing import Mapping, Optional
 
 from tracer.errors import TracefsMissing
 
-TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+# BCC reads tracepoint formats from debugfs's tracing directory when it exists, else from
+# tracefs; look in the same order so we detect exactly the layout BCC will compile against.
+TRACEFS_CANDIDATES = ("/sys/kernel/debug/tracing", "/sys/kernel/tracing")
 
 # The hooks the program uses, with why each matters; doctor prints these.
 HOOKS: Mapping[str, str] = {
