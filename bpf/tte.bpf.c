@@ -146,11 +146,18 @@ struct tte_sock {
     u64 state_ns;
     u64 last_send_ns; /* TTE_IO_HOOKS only; with BTF the socket's own timestamps are used */
     u64 last_recv_ns;
+    /* Activity before the peer's FIN, snapshot at -> CLOSE_WAIT: a later write overwrites
+     * lsndtime, and this gap is what tells a client's read timeout or a server's keep-alive. */
+    u64 fin_last_send_ns;
+    u64 fin_last_recv_ns;
     u32 pid;
     u32 retrans;
     u32 netns;
     u8 state;
     u8 owner_src;
+    u8 opened; /* TTE_F_CONNECTED or TTE_F_ACCEPTED >> 8: how the connection began, kept when
+                * the owner is refreshed at close */
+    u8 _pad1;
     /* The 4-tuple, from state-change arguments: tcp_done() unhashes the socket (clearing its
      * local port) before the error report runs, so the socket itself no longer has it. */
     u16 family;
@@ -376,6 +383,7 @@ static __always_inline void tuple_from_table(struct tte_record *r, const struct 
 
 static __always_inline void copy_sock(struct tte_record *r, const struct tte_sock *s)
 {
+    r->flags |= (u32)s->opened << 8;
     r->pid = s->pid;
     r->owner_src = s->owner_src;
     __builtin_memcpy(r->comm, s->comm, TTE_COMM_LEN);
@@ -386,6 +394,8 @@ static __always_inline void copy_sock(struct tte_record *r, const struct tte_soc
     r->close_ns = s->close_ns;
     r->state_ns = s->state_ns;
     r->retrans = s->retrans;
+    r->fin_last_send_ns = s->fin_last_send_ns;
+    r->fin_last_recv_ns = s->fin_last_recv_ns;
     if (s->last_send_ns)
         r->last_send_ns = s->last_send_ns;
     if (s->last_recv_ns)
@@ -486,6 +496,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             u64 lkey = ((u64)fresh.netns << 16) | args->sport;
             u64 *lsk = listeners.lookup(&lkey);
             struct tte_sock *ls = lsk ? socks.lookup(lsk) : 0;
+            fresh.opened = TTE_F_ACCEPTED >> 8;
             if (ls) {
                 fresh.pid = ls->pid;
                 __builtin_memcpy(fresh.comm, ls->comm, TTE_COMM_LEN);
@@ -494,6 +505,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             }
         } else {
             capture_owner(&fresh, ns == TTE_TCP_LISTEN ? TTE_OWNER_LISTEN : TTE_OWNER_CONNECT);
+            if (ns == TTE_TCP_SYN_SENT)
+                fresh.opened = TTE_F_CONNECTED >> 8;
         }
         if (filtered_out(fresh.pid, fresh.comm, fresh.netns, args->sport, args->dport))
             return 0; /* not ours: keep neither the entry nor its cost */
@@ -544,8 +557,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         s->state_ns = now;
         if (ns == TTE_TCP_ESTABLISHED)
             s->estab_ns = now;
-        if (os == TTE_TCP_ESTABLISHED && ns == TTE_TCP_CLOSE_WAIT)
+        if (os == TTE_TCP_ESTABLISHED && ns == TTE_TCP_CLOSE_WAIT) {
+            u32 now_j = (u32)bpf_jiffies64();
             s->fin_ns = now;
+            s->fin_last_send_ns = jiffies_to_ns(rd_u32(sk, TTE_OFF_TP_LSNDTIME), now_j, now);
+            s->fin_last_recv_ns = jiffies_to_ns(rd_u32(sk, TTE_OFF_TP_LRCVTIME), now_j, now);
+        }
         if (ns == TTE_TCP_FIN_WAIT1 || (os == TTE_TCP_CLOSE_WAIT && ns == TTE_TCP_LAST_ACK)) {
             /* close()/shutdown() runs in the owner's syscall: refresh the owner. */
             s->close_ns = now;
@@ -647,6 +664,16 @@ static __always_inline void fill_from_closed(struct tte_record *r, const struct 
 
 /* The remote end of the segment a listener answered: the tracepoint takes addresses from the
  * listening socket, whose remote end is 0.0.0.0:0, so read the incoming IP and TCP headers. */
+/* TCP flags byte of the segment (tcphdr byte 13), 0 if the headers are not set. */
+static __always_inline u8 segment_flags(const void *skb)
+{
+    const u8 *head = (const u8 *)rd_u64(skb, TTE_OFF_SKB_HEAD);
+    u16 th = rd_u16(skb, TTE_OFF_SKB_TRANSPORT_HEADER);
+    if (!head || th == 0xffff)
+        return 0;
+    return rd_u8(head, th + 13);
+}
+
 static __always_inline void remote_from_skb(struct tte_tuple *t, const void *skb)
 {
     const u8 *head = (const u8 *)rd_u64(skb, TTE_OFF_SKB_HEAD);
@@ -777,6 +804,8 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     r->netns = t.netns;
     r->ino = ino;
     r->flags = flags;
+    if (args->skbaddr)
+        r->seg_flags = segment_flags((const void *)args->skbaddr);
     if (c) {
         fill_from_closed(r, c);
     } else if (sk) {

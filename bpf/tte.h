@@ -40,6 +40,8 @@ enum tte_owner_source {
 #define TTE_F_ACTIVE       (1u << 7) /* reset sent on the socket's own initiative (no skb) */
 #define TTE_F_TIMEWAIT     (1u << 8) /* the socket was an inet_timewait_sock */
 #define TTE_F_NO_SOCKET    (1u << 9) /* the kernel had no socket for the segment */
+#define TTE_F_CONNECTED    (1u << 10) /* this host opened the connection (connect: the client side) */
+#define TTE_F_ACCEPTED     (1u << 11) /* this host accepted it (a listener's child: the server side) */
 
 struct tte_record {
     /* common header */
@@ -74,13 +76,16 @@ struct tte_record {
     __u64 last_recv_ns; /* last data received (icsk_ack.lrcvtime, or the recv hook) */
     __u64 last_ack_ns;  /* last ACK that acknowledged in-flight data (tcp_sock.rcv_tstamp) */
     __u64 destroy_ns;   /* TTE_F_FROM_CLOSED: when the full socket was destroyed */
+    __u64 fin_last_send_ns; /* last data sent before the peer's FIN (snapshot at -> CLOSE_WAIT) */
+    __u64 fin_last_recv_ns; /* last data received before the peer's FIN */
     __u32 retrans;       /* retransmits seen by tcp:tcp_retransmit_skb since birth */
     __u32 total_retrans; /* tcp_sock.total_retrans */
     __u32 srtt_us;       /* smoothed RTT, microseconds */
     __u32 unread_bytes;  /* rcv_nxt - copied_seq: received, not yet read by the application */
     __u32 unacked_bytes; /* write_seq - snd_una: written, not yet acknowledged by the peer */
     __u8 owner_src;      /* enum tte_owner_source */
-    __u8 _pad[3];
+    __u8 seg_flags;      /* TCP flags of the segment a passive reset answered (SYN=0x02, ACK=0x10) */
+    __u8 _pad[2];
 };
 
 /* Per-CPU counters (BPF_PERCPU_ARRAY stats), read at scrape time and for loss accounting. */

@@ -20,6 +20,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from tracer.lab.driver import PeerProc, spawn_peer  # noqa: E402,F401
+from tracer.lab.runner import Collector  # noqa: E402
 from tracer.record import Record, RecordType  # noqa: E402
 
 
@@ -36,51 +38,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-class Collector:
-    """Polls a started Capture on a thread and keeps every record for the tests to search."""
-
-    def __init__(self, capture) -> None:
-        self.capture = capture
-        self.records: list[Record] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            got = self.capture.poll(10)
-            if got:
-                with self._lock:
-                    self.records.extend(got)
-
-    def snapshot(self) -> list[Record]:
-        with self._lock:
-            return list(self.records)
-
-    def wait_for(self, pred: Callable[[Record], bool], timeout: float = 5.0, count: int = 1) -> list[Record]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [r for r in self.snapshot() if pred(r)]
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
-
-    def settle(self, seconds: float = 0.3) -> None:
-        """Give records already in flight time to arrive (poll timeout plus margin)."""
-        time.sleep(seconds)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 def start_capture(options):
     from tracer.capture import Capture
 
     cap = Capture(options)
-    cap.start()
-    return cap, Collector(cap)
+    col = None
+
+    def sink(data: bytes) -> None:
+        col.raw_sink(data)
+
+    cap.start(raw_sink=sink)
+    col = Collector(cap)
+    return cap, col
 
 
 @pytest.fixture(scope="session")
@@ -94,65 +63,6 @@ def capture():
     yield col
     col.stop()
     cap.close()
-
-
-class PeerProc:
-    """A running tracer.lab.peer process; read its JSON step results, release its waits."""
-
-    def __init__(self, popen: subprocess.Popen) -> None:
-        self.p = popen
-        self.lines: list[dict] = []
-        self.pid: Optional[int] = None
-
-    def next(self, op: Optional[str] = None, timeout: float = 15.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.p.stdout.readline()
-            if not line:
-                err = self.p.stderr.read() if self.p.stderr else ""
-                raise AssertionError(f"peer exited early; so far {self.lines}; stderr: {err}")
-            d = json.loads(line)
-            self.lines.append(d)
-            if d["op"] == "start":
-                self.pid = d["pid"]
-            if op is None or d["op"] == op:
-                return d
-            if time.monotonic() > deadline:
-                raise AssertionError(f"peer did not reach {op}: {self.lines}")
-
-    def until(self, op: str) -> dict:
-        return self.next(op)
-
-    def release(self) -> None:
-        self.p.stdin.write("go\n")
-        self.p.stdin.flush()
-
-    def finish(self, timeout: float = 20.0) -> list[dict]:
-        # Read through the same buffered stream next() used: communicate() reads the raw pipe
-        # and would skip whatever readline() had already buffered.
-        self.p.stdin.close()
-        self.p.wait(timeout=timeout)
-        out, err = self.p.stdout.read(), self.p.stderr.read()
-        for line in out.splitlines():
-            try:
-                d = json.loads(line)
-            except ValueError:
-                raise AssertionError(f"peer printed a non-JSON line {line!r}; stdout={out!r} stderr={err!r}")
-            self.lines.append(d)
-        assert self.p.returncode == 0, f"peer failed rc={self.p.returncode}: {err}"
-        return self.lines
-
-    def result(self, op: str) -> list[dict]:
-        return [d for d in self.lines if d["op"] == op]
-
-
-def spawn_peer(topo, host, name: str, script: str) -> PeerProc:
-    argv = [sys.executable, "-m", "tracer.lab.peer", "--name", name, script]
-    p = topo.popen(host, argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                   stderr=subprocess.PIPE, text=True, bufsize=1)
-    peer = PeerProc(p)
-    peer.next("start")
-    return peer
 
 
 @pytest.fixture

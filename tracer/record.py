@@ -19,10 +19,10 @@ from typing import Mapping, Optional
 # Mirror of struct tte_record. The BPF program static-asserts its size and two offsets against
 # RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/program.py).
 _HEADER = "<BBBBIQQQQIIIiiHH16s16s16s16s16s"
-RECORD_FORMAT = _HEADER + "QQQQQQQQQIIIIIB3x"
+RECORD_FORMAT = _HEADER + "QQQQQQQQQQQIIIIIBB2x"
 RECORD_SIZE = struct.calcsize(RECORD_FORMAT)
 OFF_BIRTH = struct.calcsize(_HEADER)
-OFF_OWNER_SRC = struct.calcsize(_HEADER + "QQQQQQQQQIIIII")
+OFF_OWNER_SRC = struct.calcsize(_HEADER + "QQQQQQQQQQQIIIII")
 _STRUCT = struct.Struct(RECORD_FORMAT)
 
 AF_INET = 2
@@ -68,6 +68,8 @@ FLAG_BITS = {
     "active": 1 << 7,
     "timewait": 1 << 8,
     "no_socket": 1 << 9,
+    "connected": 1 << 10,
+    "accepted": 1 << 11,
 }
 
 
@@ -155,12 +157,15 @@ class Record:
     last_recv_ns: Optional[int]
     last_ack_ns: Optional[int]
     destroy_ns: Optional[int]
+    fin_last_send_ns: Optional[int]
+    fin_last_recv_ns: Optional[int]
     retrans: int
     total_retrans: int
     srtt_us: int
     unread_bytes: int
     unacked_bytes: int
     owner_source: str
+    seg_flags: int = 0
     wall_ns: int = field(default=0)
 
     def flag(self, name: str) -> bool:
@@ -169,6 +174,11 @@ class Record:
     @property
     def flags(self) -> tuple[str, ...]:
         return tuple(n for n, bit in FLAG_BITS.items() if self.flags_raw & bit)
+
+    @property
+    def segment_was_syn(self) -> bool:
+        """The reset answered a SYN (a connection attempt), not a segment of a connection."""
+        return bool(self.seg_flags & 0x02) and not self.seg_flags & 0x10
 
     @property
     def family_name(self) -> str:
@@ -238,7 +248,7 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
         type_raw, family, state_raw, old_state_raw, flags_raw, ts_ns, skaddr, cookie, ino,
         netns, pid, cur_pid, reason_raw, err_raw, lport, rport, laddr, raddr, comm, thread,
         cur_comm, birth, estab, fin, close, state_ts, last_send, last_recv, last_ack, destroy,
-        retrans, total_retrans, srtt_us, unread, unacked, owner_src,
+        fin_last_send, fin_last_recv, retrans, total_retrans, srtt_us, unread, unacked, owner_src, seg_flags,
     ) = _STRUCT.unpack_from(data)
     rtype = _TYPE_BY_RAW.get(type_raw)
     if rtype is None:
@@ -276,11 +286,14 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
         last_recv_ns=_ts(last_recv),
         last_ack_ns=_ts(last_ack),
         destroy_ns=_ts(destroy),
+        fin_last_send_ns=_ts(fin_last_send),
+        fin_last_recv_ns=_ts(fin_last_recv),
         retrans=retrans,
         total_retrans=total_retrans,
         srtt_us=srtt_us,
         unread_bytes=unread,
         unacked_bytes=unacked,
         owner_source=OWNER_SOURCES.get(owner_src, f"unknown({owner_src})"),
+        seg_flags=seg_flags,
         wall_ns=ts_ns + ctx.mono_to_wall_ns,
     )

@@ -73,7 +73,7 @@ def test_connect_to_closed_port(capture, peers, v6):
         s = one(sent)
         # Nobody owns a closed port: the kernel answered with no socket at all.
         assert (s.reason, s.state, s.pid) == ("NO_SOCKET", None, 0)
-        assert s.flag("no_socket")
+        assert s.flag("no_socket") and s.segment_was_syn
         assert (s.laddr, s.lport, s.raddr, s.rport) == (dst, 9, r.laddr, r.lport)
 
 

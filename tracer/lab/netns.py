@@ -51,6 +51,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+from tracer.nsenter import setns_net
+
 __all__ = [
     "LabError",
     "Host",
@@ -144,20 +146,8 @@ def _check_name(name: str) -> None:
 # Entering a namespace from Python
 
 
-_libc: Any = None
-
-
 def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    setns_net(fd)
 
 
 @contextlib.contextmanager

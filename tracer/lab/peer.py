@@ -9,7 +9,9 @@ raised, which is the ground truth of "what the application saw".
 Steps (one current socket, plus a listener):
   listen port=P [host=H] [v6=1]     bind+listen; prints the port
   accept [timeout=S]                 accept one connection; it becomes current
-  connect host=H port=P [timeout=S]  connect; the socket becomes current
+  connect host=H port=P [timeout=S] [syncnt=N]  connect; the socket becomes current
+  http_get                           send "GET / HTTP/1.1" with keep-alive
+  http_response [timeout=S]          read one small HTTP response (one recv)
   send n=N | send_once n=N           write N bytes (sendall / one send call)
   recv [n=N] [timeout=S]             one recv; prints byte count or errno
   drain [timeout=S]                  recv until EOF, error or timeout
@@ -19,6 +21,9 @@ Steps (one current socket, plus a listener):
   user_timeout ms=MS                 TCP_USER_TIMEOUT
   shutdown how=rd|wr|rdwr
   close | close_listener
+  serve n=N                          accept N connections: read a request, answer 10 bytes, wait for
+                                     the client's close, close (the client closes first)
+  churn host=H port=P n=N            N times: connect, send, read the answer, close first
   wait                               block until a line arrives on stdin (test synchronisation)
   info                               print the socket's local/remote address and inode
 """
@@ -90,6 +95,8 @@ class Peer:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_STREAM)
         self.sock = s
+        if "syncnt" in a:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, int(a["syncnt"]))
         s.settimeout(float(a.get("timeout", 5)))
         s.connect((host, int(a["port"])))
         s.settimeout(None)
@@ -99,6 +106,18 @@ class Peer:
         assert self.sock is not None
         self.sock.sendall(b"x" * int(a.get("n", 1)))
         self.out(op="send", n=int(a.get("n", 1)))
+
+    def op_http_get(self, a: dict) -> None:
+        assert self.sock is not None
+        self.sock.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: keep-alive\r\n\r\n")
+        self.out(op="http_get")
+
+    def op_http_response(self, a: dict) -> None:
+        assert self.sock is not None
+        self.sock.settimeout(float(a.get("timeout", 5)))
+        data = self.sock.recv(65536)
+        status = data.split(b"\r\n", 1)[0].decode(errors="replace") if data else ""
+        self.out(op="http_response", n=len(data), status=status)
 
     def op_send_once(self, a: dict) -> None:
         assert self.sock is not None
@@ -160,6 +179,39 @@ class Peer:
         if self.listener is not None:
             self.listener.close()
         self.out(op="close_listener")
+
+    def op_serve(self, a: dict) -> None:
+        assert self.listener is not None
+        self.listener.settimeout(30)
+        done = 0
+        for _ in range(int(a["n"])):
+            c, _ = self.listener.accept()
+            c.settimeout(10)
+            try:
+                c.recv(64)
+                c.sendall(b"x" * 10)
+                c.recv(64)  # EOF: the client closed first
+            finally:
+                c.close()
+            done += 1
+        self.out(op="serve", n=done)
+
+    def op_churn(self, a: dict) -> None:
+        host, port, n = a["host"], int(a["port"]), int(a["n"])
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        deadline = time.monotonic() + float(a.get("max_s", 60))
+        done = 0
+        while done < n and time.monotonic() < deadline:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.settimeout(10)
+            try:
+                s.connect((host, port))
+                s.sendall(b"q")
+                s.recv(64)
+            finally:
+                s.close()
+            done += 1
+        self.out(op="churn", n=done)
 
     def op_wait(self, a: dict) -> None:
         self.out(op="wait")

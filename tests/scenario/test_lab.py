@@ -1,0 +1,47 @@
+"""The lab: each user story and each kind of kernel reset, explained as expected.
+
+Runs every scenario of tracer/lab/scenarios.py against the session's capture and checks the
+explanations (verdict, who, process, errno, idle time within 0.5 s, inferred timeouts within
+10 %) and the ground truth the applications saw.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tracer.lab import runner
+from tracer.lab.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.scenario
+
+GROUND_TRUTH = {
+    "pool_keepalive": lambda t: t["first_status"].startswith("HTTP/1.1 200") and t["reuse_read_bytes"] == 0
+    and "send_once:EPIPE" in t["errors"],
+    "nat_idle": lambda t: t["after_idle"] == "ECONNRESET" and t["retry_bytes"] == 10,
+    "client_timeout": lambda t: t["client"] == ["recv:TIMEOUT"] and "send_once:EPIPE" in t["server"],
+    "read_timeout_broken_pipe": lambda t: t["client"] == ["recv:TIMEOUT"] and t["server"] == ["send_once:EPIPE"],
+    "time_wait_pileup": lambda t: t["time_wait_sockets"] >= t["connections"] * 0.9,
+    "closed_port": lambda t: t["client"] == ["connect:ECONNREFUSED"],
+    "unread_close": lambda t: t["client"] == ["recv:ECONNRESET"],
+    "linger0": lambda t: t["server"] == ["recv:ECONNRESET"],
+    "keepalive": lambda t: t["client"] == ["recv:ETIMEDOUT"],
+    "user_timeout": lambda t: t["client"] == ["recv:ETIMEDOUT"],
+    "syn_timeout": lambda t: t["client"] == ["connect:ETIMEDOUT"],
+    "nft_reject": lambda t: t["client"] == ["recv:ECONNRESET"],
+    "abort_on_data": lambda t: "send_once:EPIPE" in t["server"],
+    "listener_close": lambda t: t["client"] == ["recv:ECONNRESET"],
+    "socket_destroy": lambda t: t["ss_rc"] == 0 and t["client"] == ["recv:ECONNABORTED"]
+    and t["server"] == ["recv:ECONNRESET"],
+}
+
+
+def test_every_scenario_has_a_ground_truth_check():
+    assert {s.name for s in SCENARIOS} == set(GROUND_TRUTH)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario(capture, scenario):
+    result = runner.run(scenario, capture)
+    assert GROUND_TRUTH[scenario.name](result.truth), f"the lab did not do what it says: {result.truth}"
+    problems = runner.check(result)
+    assert problems == [], "\n".join(problems)

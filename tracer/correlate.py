@@ -1,0 +1,164 @@
+"""Join records into incidents: what one reset or abort was, seen from every side we can see.
+
+Rules (kernel facts from shared/reference/kernel-tcp-resets.md):
+- An error report (abort record) on the same socket within JOIN_WINDOW_NS of a reset is that
+  reset's errno (tcp_reset() reports in the same call chain; an active reset is traced after it
+  is transmitted, so the error may come first).
+- A reset sent and a reset received on the same socket within the window is the kernel killing
+  its own socket before answering (TCP_ABORT_ON_DATA): one local incident, not two.
+- A reset sent in one namespace and received in another with the swapped 4-tuple is one
+  connection seen from both ends: the two incidents are linked (both ends on this host).
+- An abort with no reset is its own incident (timeouts, ICMP errors, socket destroy).
+
+Memory is bounded: pending records wait SETTLE_NS for their partners and are then released;
+the index used for cross-end joins keeps at most PEER_INDEX_MAX recent resets for PEER_WINDOW_NS.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Optional
+
+from tracer.record import Record, RecordType
+
+JOIN_WINDOW_NS = 50_000_000
+SETTLE_NS = 100_000_000
+PEER_WINDOW_NS = 1_000_000_000
+PEER_INDEX_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Incident:
+    primary: Record                     # the reset (sent or received) or the abort
+    error: Optional[Record] = None      # the errno the application sees, on the same socket
+    self_received: Optional[Record] = None  # this host's own tcp_reset() before answering
+    peer: Optional[Record] = None       # the other end's reset record, when on this host
+    peer_local: Optional[bool] = None   # the remote address belongs to this host
+
+    @property
+    def event(self) -> str:
+        return self.primary.type.value
+
+    @property
+    def errno(self) -> Optional[str]:
+        if self.error is not None:
+            return self.error.errno
+        return self.primary.errno
+
+    @property
+    def ts_ns(self) -> int:
+        return self.primary.ts_ns
+
+
+def _swapped(r: Record) -> tuple:
+    return (r.raddr, r.rport, r.laddr, r.lport)
+
+
+def _plain(r: Record) -> tuple:
+    return (r.laddr, r.lport, r.raddr, r.rport)
+
+
+class Correlator:
+    """Feed records in arrival order; take incidents out once their partners had time to arrive."""
+
+    def __init__(self, peer_is_local: Optional[Callable[[str], Optional[bool]]] = None,
+                 settle_ns: int = SETTLE_NS) -> None:
+        self._pending: list[Record] = []
+        self._recent: "OrderedDict[tuple, Record]" = OrderedDict()
+        self._peer_is_local = peer_is_local or (lambda addr: None)
+        self.settle_ns = settle_ns
+        self.dropped_states = 0
+
+    def feed(self, records: Iterable[Record]) -> None:
+        for r in records:
+            if r.type is RecordType.STATE:
+                self.dropped_states += 1
+                continue
+            self._pending.append(r)
+
+    def release(self, now_ns: Optional[int] = None) -> list[Incident]:
+        """Incidents whose records are older than the settle time (all of them if now_ns is None)."""
+        if not self._pending:
+            return []
+        self._pending.sort(key=lambda r: r.ts_ns)
+        if now_ns is None:
+            ready, self._pending = self._pending, []
+        else:
+            # Keep records that may still get a partner: anything within settle of the newest
+            # ready record stays, so a group is never split across two releases.
+            cut = now_ns - self.settle_ns
+            ready = [r for r in self._pending if r.ts_ns <= cut]
+            if not ready:
+                return []
+            last = ready[-1].ts_ns
+            ready = [r for r in self._pending if r.ts_ns <= last]
+            self._pending = [r for r in self._pending if r.ts_ns > last]
+        return self._group(ready)
+
+    def _group(self, records: list[Record]) -> list[Incident]:
+        used: set[int] = set()
+        incidents: list[Incident] = []
+        by_sock: dict[tuple, list[int]] = {}
+        for i, r in enumerate(records):
+            by_sock.setdefault((r.netns, r.skaddr), []).append(i)
+
+        def partner(i: int, rtype: RecordType) -> Optional[int]:
+            r = records[i]
+            for j in by_sock[(r.netns, r.skaddr)]:
+                if j != i and j not in used and records[j].type is rtype \
+                        and abs(records[j].ts_ns - r.ts_ns) <= JOIN_WINDOW_NS:
+                    return j
+            return None
+
+        # Sent resets first: they may absorb this host's own receive (ABORT_ON_DATA).
+        order = sorted(range(len(records)), key=lambda i: (records[i].type is not RecordType.RESET_SENT, i))
+        for i in order:
+            if i in used:
+                continue
+            r = records[i]
+            if r.type is RecordType.ABORT:
+                continue  # handled after resets had the chance to claim it
+            used.add(i)
+            inc = Incident(primary=r)
+            if r.type is RecordType.RESET_SENT and not r.flag("timewait") and not r.flag("no_socket"):
+                j = partner(i, RecordType.RESET_RECEIVED)
+                if j is not None:
+                    used.add(j)
+                    inc = replace(inc, self_received=records[j])
+            k = partner(i, RecordType.ABORT)
+            if k is not None:
+                used.add(k)
+                inc = replace(inc, error=records[k])
+            incidents.append(inc)
+        for i, r in enumerate(records):
+            if i not in used and r.type is RecordType.ABORT:
+                used.add(i)
+                incidents.append(Incident(primary=r))
+        incidents.sort(key=lambda x: x.ts_ns)
+        # Index the whole batch before linking, so both ends of a connection find each other
+        # whichever was traced first (an active reset is traced after the peer received it).
+        for x in incidents:
+            self._remember(x.primary)
+        return [self._link_peer(x) for x in incidents]
+
+    def _remember(self, r: Record) -> None:
+        if r.type is RecordType.ABORT or not r.rport:
+            return
+        key = (r.type, _plain(r))
+        self._recent[key] = r
+        self._recent.move_to_end(key)
+        while len(self._recent) > PEER_INDEX_MAX:
+            self._recent.popitem(last=False)
+
+    def _link_peer(self, inc: Incident) -> Incident:
+        """Join the other end's reset (swapped 4-tuple, the other direction) seen recently."""
+        r = inc.primary
+        if r.type is RecordType.ABORT or not r.rport:
+            return inc
+        want = RecordType.RESET_RECEIVED if r.type is RecordType.RESET_SENT else RecordType.RESET_SENT
+        other = self._recent.get((want, _swapped(r)))
+        if other is not None and abs(other.ts_ns - r.ts_ns) > PEER_WINDOW_NS:
+            other = None
+        local = True if other is not None else self._peer_is_local(r.raddr)
+        return replace(inc, peer=other, peer_local=local)

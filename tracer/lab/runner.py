@@ -1,0 +1,191 @@
+"""Run lab scenarios against a live capture and judge the explanations against ground truth.
+
+Ground truth comes from three places the tracer does not control: what the peers' socket
+calls raised, the kernel's own counters (nstat per namespace) and, optionally, the wire
+(tshark counting RST segments on each namespace's interface).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from tracer import localaddrs
+from tracer.correlate import Correlator
+from tracer.explain import Explanation, explain
+from tracer.lab.driver import spawn_peer
+from tracer.lab.scenarios import IDLE_TOLERANCE_S, INFERRED_TOLERANCE, Expect, Scenario
+from tracer.record import Record, decode
+
+SETTLE_S = 0.4
+NSTAT_KEYS = ("TcpOutRsts", "TcpEstabResets", "TcpExtTCPAbortOnClose", "TcpExtTCPAbortOnData",
+              "TcpExtTCPAbortOnTimeout", "TcpExtTCPAbortOnLinger", "TcpExtTCPAbortOnMemory")
+
+
+class Collector:
+    """Polls a started Capture on a thread; keeps decoded records and their raw bytes."""
+
+    def __init__(self, capture) -> None:
+        self.capture = capture
+        self.records: list[Record] = []
+        self.raw: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            got = self.capture.poll(10)
+            if got:
+                with self._lock:
+                    self.records.extend(got)
+
+    def raw_sink(self, data: bytes) -> None:
+        # Called on the polling thread, before decoding.
+        self.raw.append(data)
+
+    def snapshot(self) -> list[Record]:
+        with self._lock:
+            return list(self.records)
+
+    def wait_for(self, pred, timeout: float = 5.0, count: int = 1) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.snapshot() if pred(r)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def settle(self, seconds: float = 0.3) -> None:
+        time.sleep(seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    truth: dict
+    records: list[Record]
+    raw: list[bytes]
+    netns: dict[str, int]
+    local_addrs: list[str]
+    nstat: dict[str, dict[str, int]]
+    wire_rsts: Optional[dict[str, int]] = None
+    explanations: list[Explanation] = field(default_factory=list)
+
+    def side_of(self, netns: int) -> Optional[str]:
+        for role, ino in self.netns.items():
+            if ino == netns:
+                return role
+        return None
+
+
+def _nstat(topo, host) -> dict[str, int]:
+    n = topo.nstat(host)
+    return {k: n.get(k, 0) for k in NSTAT_KEYS}
+
+
+class _Wire:
+    """tshark counting RST segments on one namespace's interface."""
+
+    def __init__(self, topo, host) -> None:
+        self.file = tempfile.NamedTemporaryFile(prefix="tte-", suffix=".pcap", delete=False).name
+        os.chmod(self.file, 0o666)
+        self.p = topo.popen(host, ["tshark", "-q", "-i", host.ifname, "-f", "tcp[tcpflags] & tcp-rst != 0",
+                                   "-w", self.file], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # tshark reports "Capturing on ..." on stderr once it listens.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = self.p.stderr.readline()
+            if "Capturing on" in line or not line:
+                break
+
+    def count(self) -> int:
+        time.sleep(0.2)
+        self.p.terminate()
+        self.p.wait(timeout=10)
+        out = subprocess.run(["tshark", "-r", self.file, "-Y", "tcp.flags.reset == 1", "-T", "fields",
+                              "-e", "frame.number"], capture_output=True, text=True, timeout=60).stdout
+        os.unlink(self.file)
+        return len(out.split())
+
+
+def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResult:
+    with scenario.topology() as topo:
+        hosts = {"client": topo.client, "server": topo.server}
+        if topo.router is not None:
+            hosts["router"] = topo.router
+        netns = {role: topo.netns_inode(h) for role, h in hosts.items()}
+        before = {role: _nstat(topo, h) for role, h in hosts.items()}
+        wires = {role: _Wire(topo, hosts[role]) for role in ("client", "server")} if wire else {}
+        raw_start = len(collector.raw)
+        since = time.monotonic_ns()
+        truth = scenario.act(topo, spawn_peer)
+        collector.settle(SETTLE_S)
+        until = time.monotonic_ns()
+        addrs = sorted(localaddrs.scan())
+        after = {role: _nstat(topo, h) for role, h in hosts.items()}
+        wire_rsts = {role: w.count() for role, w in wires.items()} if wire else None
+    inodes = set(netns.values())
+    records = [r for r in collector.snapshot() if r.netns in inodes and since <= r.ts_ns <= until]
+    keep = {(r.ts_ns, r.skaddr, r.type) for r in records}
+    ctx = collector.capture.context
+    raw = [b for b in collector.raw[raw_start:] if _key(b, ctx) in keep]
+    deltas = {role: {k: after[role][k] - before[role][k] for k in NSTAT_KEYS} for role in hosts}
+    result = RunResult(scenario, truth, records, raw, netns, addrs, deltas, wire_rsts)
+    result.explanations = explain_records(records, addrs)
+    return result
+
+
+def _key(raw: bytes, ctx) -> tuple:
+    r = decode(raw, ctx)
+    return (r.ts_ns, r.skaddr, r.type)
+
+
+def explain_records(records: list[Record], local_addrs: list[str]) -> list[Explanation]:
+    corr = Correlator(peer_is_local=localaddrs.from_list(local_addrs))
+    corr.feed(records)
+    return [explain(i) for i in corr.release(None)]
+
+
+def check(result: RunResult) -> list[str]:
+    """What the explanations got wrong against the scenario's expectations (empty: all right)."""
+    problems = []
+    for e in result.scenario.expects:
+        ino = result.netns[e.side]
+        found = [x for x in result.explanations if x.netns == ino and x.event == e.event]
+        ok = [x for x in found if _matches(x, e)]
+        if not ok:
+            seen = [f"{x.event}/{x.verdict.value}/{x.who.value}/{x.comm}/{x.errno}/idle={x.idle_s}/{x.inferred}"
+                    for x in found]
+            problems.append(f"{e.side} {e.event}: expected {e.verdict.value}/{e.who.value}"
+                            f"{'/' + e.comm if e.comm else ''}{'/' + e.errno if e.errno else ''}"
+                            f"{f'/idle≈{e.idle_s}' if e.idle_s else ''}{f'/{e.inferred}' if e.inferred else ''}; "
+                            f"got {seen or 'nothing'}")
+    return problems
+
+
+def _matches(x: Explanation, e: Expect) -> bool:
+    if x.verdict is not e.verdict or x.who is not e.who:
+        return False
+    if e.comm and x.comm != e.comm:
+        return False
+    if e.errno and x.errno != e.errno:
+        return False
+    if e.idle_s is not None and (x.idle_s is None or abs(x.idle_s - e.idle_s) > IDLE_TOLERANCE_S):
+        return False
+    if e.inferred is not None:
+        key, want = e.inferred
+        got = x.inferred.get(key)
+        if got is None or abs(got - want) > INFERRED_TOLERANCE * want:
+            return False
+    return True

@@ -1,0 +1,354 @@
+"""Lab scenarios: each user story of shared/DESIGN.md and each kind of kernel reset, replayed
+with real sockets (and a real nginx where it matters) in throwaway network namespaces.
+
+A scenario names its topology, acts, returns what the applications saw (the ground truth of
+errnos and timings), and declares what the explainer must conclude (Expect). The runner
+(tracer/lab/runner.py) keeps the namespaces alive until the tracer's records are collected.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from tracer.lab.driver import PeerProc
+from tracer.lab.netns import Host, Topology
+from tracer.verdicts import Verdict, Who
+
+Spawn = Callable[[Topology, Host, str, str], PeerProc]
+
+
+@dataclass(frozen=True)
+class Expect:
+    side: str                                   # "client" or "server": whose namespace
+    event: str                                  # reset_sent | reset_received | abort
+    verdict: Verdict
+    who: Who
+    comm: Optional[str] = None
+    errno: Optional[str] = None
+    idle_s: Optional[float] = None              # within IDLE_TOLERANCE_S
+    inferred: Optional[tuple[str, float]] = None  # (key, seconds) within INFERRED_TOLERANCE
+
+
+IDLE_TOLERANCE_S = 0.5
+INFERRED_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    topology: Callable[[], Topology]
+    act: Callable[[Topology, Spawn], dict]
+    expects: tuple[Expect, ...]
+    story: Optional[int] = None
+    truth: str = ""                             # what the scenario does and why, for the lab's output
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _pair() -> Topology:
+    return Topology.pair()
+
+
+def _nat(timeout: int) -> Callable[[], Topology]:
+    return lambda: Topology.routed(nat=True, conntrack_established_timeout=timeout)
+
+
+def _errors(pp: PeerProc) -> list[str]:
+    return [f"{d['op']}:{d['error']}" for d in pp.lines if "error" in d]
+
+
+# ------------------------------------------------------------------ user stories ----------
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_timeout {keepalive}s;
+    server {{
+        listen {port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def _wait_port(topo: Topology, host: Host, port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = topo.run(host, ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} in {host.name}")
+
+
+def act_pool_keepalive(topo: Topology, spawn: Spawn) -> dict:
+    """Story 1: a pooled keep-alive connection reused after nginx's keepalive_timeout (2 s)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    d = tempfile.mkdtemp(prefix="tte-nginx-")
+    try:
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w", encoding="utf-8") as fh:
+            fh.write(NGINX_CONF.format(dir=d, keepalive=2, port=8080))
+        srv = topo.popen(topo.server, [nginx, "-p", d, "-c", conf, "-e", os.path.join(d, "error.log")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_port(topo, topo.server, 8080)
+            cl = spawn(topo, topo.client, "tte-pool",
+                       f"connect host={topo.server.v4} port=8080;http_get;http_response;sleep s=3;"
+                       "http_get;http_response;send_once n=10")
+            cl.finish()
+        finally:
+            srv.terminate()
+            srv.wait(timeout=5)
+        responses = cl.result("http_response")
+        return {"first_status": responses[0].get("status"), "reuse_read_bytes": responses[1].get("n"),
+                "errors": _errors(cl), "nginx_keepalive_timeout_s": 2.0, "idle_s": 3.0}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def act_nat_idle(topo: Topology, spawn: Spawn) -> dict:
+    """Story 2: a NAT gateway forgets an idle flow (conntrack 2 s) and answers the next request
+    with a reset; the retry on a new connection works."""
+    sv = spawn(topo, topo.server, "tte-payment",
+               "listen port=8080;accept;recv;send n=10;accept timeout=20;recv;send n=10")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-scheduler",
+               f"connect host={topo.server.v4} port=8080;send n=10;recv;sleep s=4;send_once n=10;"
+               f"recv timeout=5;connect host={topo.server.v4} port=8080;send n=10;recv")
+    cl.finish(timeout=30)
+    sv.finish(timeout=30)
+    recvs = cl.result("recv")
+    return {"after_idle": recvs[1].get("error"), "retry_bytes": recvs[2].get("n"), "idle_s": 4.0,
+            "nat_timeout_s": 2.0}
+
+
+def act_client_timeout_slow_server(topo: Topology, spawn: Spawn) -> dict:
+    """Story 3: the client gives up after 1 s (FIN) while the server works 1.5 s; the server
+    learns it only when it writes."""
+    sv = spawn(topo, topo.server, "tte-slowsrv",
+               "listen port=8080;accept;recv;sleep s=1.5;send_once n=100;sleep s=0.3;send_once n=100")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;send n=10;"
+                                                "recv timeout=1.0;close")
+    cl.finish()
+    sv.finish()
+    return {"client": _errors(cl), "server": _errors(sv), "client_timeout_s": 1.0}
+
+
+def act_read_timeout_broken_pipe(topo: Topology, spawn: Spawn) -> dict:
+    """Story 5: a 200 ms read timeout is the gap between packets: the first piece arrives at
+    once, the second 500 ms later; the client has closed; the third write is a Broken pipe."""
+    sv = spawn(topo, topo.server, "tte-tomcat",
+               "listen port=8080;accept;recv;send_once n=100;sleep s=0.5;send_once n=100;sleep s=0.2;"
+               "send_once n=100")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;send n=10;"
+                                                "recv timeout=0.2;recv timeout=0.2;close")
+    cl.finish()
+    sv.finish()
+    return {"client": _errors(cl), "server": _errors(sv), "read_timeout_s": 0.2}
+
+
+def act_time_wait_pileup(topo: Topology, spawn: Spawn) -> dict:
+    """Story 4: a middleware opens a new connection per request and closes it first."""
+    n = 2000
+    sv = spawn(topo, topo.server, "tte-upstream", f"listen port=8080 backlog=1024;serve n={n}")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-middleware", f"churn host={topo.server.v4} port=8080 n={n}")
+    cl.finish(timeout=120)
+    sv.finish(timeout=120)
+    tw = topo.run(topo.client, ["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True).stdout
+    return {"connections": n, "time_wait_sockets": len(tw.splitlines())}
+
+
+# ------------------------------------------------------------------ kernel reset kinds ----
+
+def act_closed_port(topo: Topology, spawn: Spawn) -> dict:
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=9")
+    cl.finish()
+    return {"client": _errors(cl)}
+
+
+def act_unread_close(topo: Topology, spawn: Spawn) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;sleep s=0.3;close")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;send n=100;"
+                                                "sleep s=0.6;recv")
+    sv.finish()
+    cl.finish()
+    return {"client": _errors(cl)}
+
+
+def act_linger0(topo: Topology, spawn: Spawn) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;recv timeout=5")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;linger0;"
+                                                "sleep s=0.2;close")
+    cl.finish()
+    sv.finish()
+    return {"server": _errors(sv)}
+
+
+def _silenced(topo: Topology, spawn: Spawn, client_script: str) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;wait")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", client_script)
+    cl.next("wait")
+    topo.blackhole(topo.server, topo.client)   # the peer goes silent
+    cl.release()
+    cl.finish(timeout=40)
+    sv.release()
+    sv.finish()
+    return {"client": _errors(cl)}
+
+
+def act_keepalive(topo: Topology, spawn: Spawn) -> dict:
+    return _silenced(topo, spawn, f"connect host={topo.server.v4} port=8080;keepalive idle=1 intvl=1 cnt=2;"
+                                  "wait;recv timeout=15")
+
+
+def act_user_timeout(topo: Topology, spawn: Spawn) -> dict:
+    return _silenced(topo, spawn, f"connect host={topo.server.v4} port=8080;user_timeout ms=1500;wait;"
+                                  "send n=100;recv timeout=15")
+
+
+def act_syn_timeout(topo: Topology, spawn: Spawn) -> dict:
+    topo.blackhole(topo.server, topo.client)
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080 syncnt=1 timeout=10")
+    cl.finish(timeout=20)
+    return {"client": _errors(cl)}
+
+
+def act_nft_reject(topo: Topology, spawn: Spawn) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;wait")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;wait;send n=10;"
+                                                "recv timeout=5")
+    cl.next("wait")
+    topo.nft(topo.server, "table inet tte_reject {\n chain input {\n type filter hook input priority 0;\n"
+                          " tcp dport 8080 reject with tcp reset\n }\n}\n")
+    cl.release()
+    cl.finish()
+    # Keep the server's socket open until the records are in (its FIN would draw a NO_SOCKET).
+    time.sleep(0.3)
+    sv.release()
+    sv.finish()
+    return {"client": _errors(cl)}
+
+
+def act_abort_on_data(topo: Topology, spawn: Spawn) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;recv;send n=10;sleep s=0.3;"
+                                                "send_once n=100;sleep s=0.2;send_once n=100")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;send n=10;recv;"
+                                                "shutdown how=rdwr;sleep s=1;recv")
+    sv.finish()
+    cl.finish()
+    return {"client": _errors(cl), "server": _errors(sv)}
+
+
+def act_listener_close(topo: Topology, spawn: Spawn) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080 backlog=4;wait;close_listener")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;wait;recv timeout=5")
+    cl.next("wait")
+    sv.release()
+    sv.finish()
+    cl.release()
+    cl.finish()
+    return {"client": _errors(cl)}
+
+
+def act_socket_destroy(topo: Topology, spawn: Spawn) -> dict:
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;recv timeout=5")
+    sv.next("listen")
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;wait;recv timeout=5")
+    cl.next("wait")
+    ss = topo.run(topo.client, ["ss", "-K", "dst", topo.server.v4, "dport", "=", "8080"],
+                  capture_output=True, text=True)
+    cl.release()
+    cl.finish()
+    sv.finish()
+    return {"client": _errors(cl), "server": _errors(sv), "ss_rc": ss.returncode}
+
+
+C, S = "client", "server"
+SENT, RECV, ABORT = "reset_sent", "reset_received", "abort"
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("pool_keepalive", "pooled connection reused after nginx's keep-alive timeout", _pair,
+             act_pool_keepalive, story=1,
+             truth="nginx keepalive_timeout 2 s; the client reuses its connection after 3 s idle",
+             expects=(Expect(C, RECV, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, comm="tte-pool", idle_s=3.0,
+                             inferred=("peer_keepalive_timeout_s", 2.0)),
+                      Expect(S, SENT, Verdict.DATA_AFTER_CLOSE, Who.LOCAL, comm="nginx",
+                             inferred=("local_idle_close_s", 2.0)))),
+    Scenario("nat_idle", "NAT gateway forgets an idle flow", _nat(2), act_nat_idle, story=2,
+             truth="router NAT with a 2 s conntrack timeout; the client idles 4 s, the router answers with a reset",
+             expects=(Expect(C, RECV, Verdict.STALE_AFTER_IDLE, Who.MIDDLEBOX, comm="tte-scheduler",
+                             errno="ECONNRESET", idle_s=4.0),)),
+    Scenario("client_timeout", "client disconnects a slow server", _pair, act_client_timeout_slow_server,
+             story=3, truth="client timeout 1 s, server answers after 1.5 s",
+             expects=(Expect(S, RECV, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, comm="tte-slowsrv", errno="EPIPE",
+                             inferred=("client_read_timeout_s", 1.0)),
+                      Expect(C, SENT, Verdict.DATA_AFTER_CLOSE, Who.LOCAL, comm="tte-client",
+                             inferred=("read_timeout_s", 1.0)))),
+    Scenario("time_wait_pileup", "new connection per request, closed first by the middleware", _pair,
+             act_time_wait_pileup, story=4, truth="2000 connections, each closed first by the client",
+             expects=()),
+    Scenario("read_timeout_broken_pipe", "read timeout, late response, Broken pipe", _pair,
+             act_read_timeout_broken_pipe, story=5,
+             truth="client read timeout 200 ms; the server's second piece comes 500 ms after the first",
+             expects=(Expect(S, RECV, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, comm="tte-tomcat", errno="EPIPE",
+                             inferred=("client_read_timeout_s", 0.2)),
+                      Expect(C, SENT, Verdict.DATA_AFTER_CLOSE, Who.LOCAL, comm="tte-client",
+                             inferred=("read_timeout_s", 0.2)))),
+    Scenario("closed_port", "connect to a closed port", _pair, act_closed_port,
+             expects=(Expect(C, RECV, Verdict.CONNECTION_REFUSED, Who.PEER, comm="tte-client", errno="ECONNREFUSED"),
+                      Expect(S, SENT, Verdict.PORT_CLOSED, Who.LOCAL))),
+    Scenario("unread_close", "server closes with unread data", _pair, act_unread_close,
+             expects=(Expect(S, SENT, Verdict.CLOSED_WITH_UNREAD_DATA, Who.LOCAL, comm="tte-server"),
+                      Expect(C, RECV, Verdict.PEER_ABORT, Who.PEER, comm="tte-client", errno="ECONNRESET"))),
+    Scenario("linger0", "client closes with SO_LINGER 0", _pair, act_linger0,
+             expects=(Expect(C, SENT, Verdict.LINGER_ABORT, Who.LOCAL, comm="tte-client"),
+                      Expect(S, RECV, Verdict.PEER_ABORT, Who.PEER, comm="tte-server", errno="ECONNRESET"))),
+    Scenario("keepalive", "keepalive timeout, peer black-holed", _pair, act_keepalive,
+             expects=(Expect(C, SENT, Verdict.KEEPALIVE_TIMEOUT, Who.LOCAL, comm="tte-client", errno="ETIMEDOUT"),)),
+    Scenario("user_timeout", "TCP_USER_TIMEOUT with retransmissions", _pair, act_user_timeout,
+             expects=(Expect(C, ABORT, Verdict.RETRANSMIT_TIMEOUT, Who.UNKNOWN, comm="tte-client",
+                             errno="ETIMEDOUT"),)),
+    Scenario("syn_timeout", "SYN retries to a black-holed host", _pair, act_syn_timeout,
+             expects=(Expect(C, ABORT, Verdict.SYN_TIMEOUT, Who.UNKNOWN, comm="tte-client", errno="ETIMEDOUT"),)),
+    Scenario("nft_reject", "nftables 'reject with tcp reset' on an established flow", _pair, act_nft_reject,
+             expects=(Expect(C, RECV, Verdict.MIDDLEBOX_RESET, Who.MIDDLEBOX, comm="tte-client",
+                             errno="ECONNRESET"),)),
+    Scenario("abort_on_data", "data after shutdown(SHUT_RDWR)", _pair, act_abort_on_data,
+             expects=(Expect(C, SENT, Verdict.DATA_AFTER_CLOSE, Who.LOCAL, comm="tte-client"),
+                      Expect(S, RECV, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, comm="tte-server", errno="EPIPE"))),
+    Scenario("listener_close", "listener closed with a connection not yet accepted", _pair, act_listener_close,
+             expects=(Expect(S, SENT, Verdict.LISTENER_CLOSED, Who.LOCAL, comm="tte-server"),
+                      Expect(C, RECV, Verdict.PEER_ABORT, Who.PEER, comm="tte-client", errno="ECONNRESET"))),
+    Scenario("socket_destroy", "ss -K kills a live connection", _pair, act_socket_destroy,
+             expects=(Expect(C, SENT, Verdict.SOCKET_DESTROYED, Who.LOCAL, comm="tte-client", errno="ECONNABORTED"),
+                      Expect(S, RECV, Verdict.PEER_ABORT, Who.PEER, comm="tte-server", errno="ECONNRESET"))),
+)
+
+BY_NAME = {s.name: s for s in SCENARIOS}

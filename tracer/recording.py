@@ -1,0 +1,96 @@
+"""Recordings: the raw record stream of a live run, replayable offline without root.
+
+Format (JSON lines, so a truncated file is still readable up to its last line):
+  line 1: {"format": "tcptrace-explain-recording", "version": 1, "context": {...}, "meta": {...}}
+  then:   {"r": "<base64 of one struct tte_record>"}
+  last:   {"end": {...}} with the kernel counters at the end of the run (optional)
+The header's context holds the kernel's enum names and clock offset, so replay decodes exactly
+as the live run did, on any machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Optional
+
+from tracer.errors import RecordingInvalid
+from tracer.record import DecodeContext, RecordDecodeError
+
+MAGIC = "tcptrace-explain-recording"
+VERSION = 1
+
+
+class RecordingWriter:
+    def __init__(self, fh: IO[str], context: DecodeContext, meta: Optional[dict] = None) -> None:
+        self._fh = fh
+        self.count = 0
+        header = {"format": MAGIC, "version": VERSION, "context": context.to_json(), "meta": meta or {}}
+        fh.write(json.dumps(header) + "\n")
+        fh.flush()
+
+    def write(self, raw: bytes) -> None:
+        self._fh.write('{"r":"' + base64.b64encode(raw).decode() + '"}\n')
+        self.count += 1
+
+    def finish(self, end: Optional[dict] = None) -> None:
+        if end is not None:
+            self._fh.write(json.dumps({"end": end}) + "\n")
+        self._fh.flush()
+
+
+@dataclass
+class Recording:
+    context: DecodeContext
+    meta: dict
+    raw: list[bytes] = field(default_factory=list)
+    end: Optional[dict] = None
+
+
+def _lines(fh: IO[str], name: str) -> Iterator[tuple[int, dict]]:
+    for n, line in enumerate(fh, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordingInvalid(f"{name}:{n}: not a JSON line ({exc.msg})",
+                                   "the file is damaged; a recording is one JSON object per line") from exc
+
+
+def read(fh: IO[str], name: str = "recording") -> Recording:
+    lines = _lines(fh, name)
+    try:
+        _, header = next(lines)
+    except StopIteration:
+        raise RecordingInvalid(f"{name} is empty", "record with: sudo tcptrace-explain --record FILE")
+    if not isinstance(header, dict) or header.get("format") != MAGIC:
+        raise RecordingInvalid(f"{name} is not a tcptrace-explain recording",
+                               "record with: sudo tcptrace-explain --record FILE")
+    if header.get("version") != VERSION:
+        raise RecordingInvalid(f"{name} is recording version {header.get('version')}, this tool reads {VERSION}",
+                               "replay it with the tcptrace-explain version that recorded it")
+    try:
+        ctx = DecodeContext.from_json(header["context"])
+    except (KeyError, RecordDecodeError) as exc:
+        raise RecordingInvalid(f"{name}: bad header: {exc}") from exc
+    rec = Recording(context=ctx, meta=header.get("meta") or {})
+    for n, obj in lines:
+        if "r" in obj:
+            try:
+                rec.raw.append(base64.b64decode(obj["r"], validate=True))
+            except (ValueError, TypeError) as exc:
+                raise RecordingInvalid(f"{name}:{n}: bad record encoding") from exc
+        elif "end" in obj:
+            rec.end = obj["end"]
+    return rec
+
+
+def load(path: str) -> Recording:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return read(fh, path)
+    except OSError as exc:
+        raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
