@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from tracer import kernel, loader as loader_mod, procfs, program as program_mod
 from tracer.btf import Btf, BtfError
-from tracer.errors import KernelUnsupported, ProcessNotFound
+from tracer.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound
 from tracer.features import Features, read_features
 from tracer.options import Options
 from tracer.record import DecodeContext, Record, RecordDecodeError, decode
@@ -44,7 +44,7 @@ def clock_offset_ns() -> int:
 class Capture:
     def __init__(self, options: Options, features: Optional[Features] = None) -> None:
         self.options = options
-        self.features = features or read_features()
+        self.features = features
         self.program: Optional[program_mod.Program] = None
         self.context: Optional[DecodeContext] = None
         self.decode_errors = 0
@@ -52,7 +52,18 @@ class Capture:
         self._pending: list[Record] = []
         self._raw_sink: Optional[Callable[[bytes], None]] = None
 
+    def preflight(self) -> None:
+        """The checks a user most often fails, in the order that gives the right advice."""
+        if os.geteuid() != 0 and not loader_mod._has_bpf_caps():
+            raise NotPrivileged()
+        loader_mod.import_bcc()
+        if not kernel.headers_present():
+            raise HeadersMissing(kernel.headers_dir())
+
     def build(self) -> program_mod.Program:
+        self.preflight()
+        if self.features is None:
+            self.features = read_features()
         for pid in self.options.pids:
             if not procfs.process_exists(pid):
                 raise ProcessNotFound(pid)

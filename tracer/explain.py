@@ -22,6 +22,8 @@ from tracer.verdicts import Confidence, Verdict, Who
 # A reset received within this long of our first send after an idle period of at least
 # STALE_MIN_IDLE_S answered that send: the idle flow had been forgotten on the way.
 STALE_MIN_IDLE_S = 1.0
+# A close this soon after the last data is the peer being done, not a timeout firing.
+MIN_TIMEOUT_GAP_NS = 50_000_000
 LIVE_STATES = ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "SYN_RECV", "LAST_ACK", "CLOSING")
 
 
@@ -203,7 +205,7 @@ def facts(inc: Incident) -> Facts:
     if inc.errno:
         ev.append(f"the application sees {errno_text(inc.errno)}")
     if r.srtt_us:
-        ev.append(f"smoothed RTT {r.srtt_us / 1000:.1f} ms")
+        ev.append(f"smoothed RTT {r.srtt_us / 1000:.1f} ms" if r.srtt_us >= 1000 else f"smoothed RTT {r.srtt_us} µs")
     if r.pid:
         ev.append(f"owner {proc(r)} (from its {r.owner_source})")
     return Facts(idle, age, since_fin, since_close, gap_fin, gap_close, ev)
@@ -222,9 +224,25 @@ class Judgement:
     evidence: list[str] = field(default_factory=list)
 
 
+# What the other end did, by the reason its kernel gave, for "both ends on this host" stories.
+PEER_ACTIONS = {
+    "NO_SOCKET": "had no socket for the connection",
+    "TCP_TIMEWAIT_SOCKET": "had already closed the connection",
+    "TCP_ABORT_ON_DATA": "had stopped reading and got more data",
+    "TCP_ABORT_ON_CLOSE": "closed its socket with unread data",
+    "TCP_ABORT_ON_LINGER": "closed with TCP_LINGER2 < 0",
+    "TCP_STATE": "closed abortively (SO_LINGER 0, listener closed) or had its socket destroyed",
+    "TCP_KEEPALIVE_TIMEOUT": "gave up on keepalive probes",
+    "TCP_ABORT_ON_MEMORY": "was short of memory for orphaned sockets",
+    "TCP_FLAGS": "had no connection for it at its listener",
+}
+
+
 def _peer_desc(p: Record) -> str:
+    who = "the kernel on this host" if (p.flag("no_socket") or not p.pid) else f"{proc(p)} on this host"
+    action = PEER_ACTIONS.get(p.reason or "", "reset it")
     reason = f" ({p.reason})" if p.reason else ""
-    return f"{proc(p)} on this host sent it{reason}"
+    return f"The other end is {who}: it {action}{reason}"
 
 
 def _sent(inc: Incident, reason: str, f: Facts) -> Judgement:
@@ -406,9 +424,13 @@ def _received(inc: Incident, f: Facts) -> Judgement:
                            "stop work when the client disconnects (Netty channelInactive, servlet async "
                            "onError/onTimeout)",
                            "behind proxies: keep timeouts ordered client > proxy > server"])
-            if gap is not None:
+            if gap is not None and gap >= MIN_TIMEOUT_GAP_NS:
                 j.inferred["client_read_timeout_s"] = round(gap / 1e9, 3)
                 j.evidence.append(f"the client closed {dur(gap)} after the last data: likely its read timeout")
+            elif gap is not None:
+                j.text = (f"The client {there} closed its side right after the last data (it was done, or shut "
+                          f"the connection down); {me} wrote {dur(f.since_fin_ns)} later and the client answered "
+                          "with a reset. The next write fails with EPIPE (Broken pipe).")
         if p is not None:
             j.evidence.append(_peer_desc(p))
         return j
@@ -431,7 +453,7 @@ def _received(inc: Incident, f: Facts) -> Judgement:
                              ["keep client pool idle times below the server's keep-alive timeout"])
         return Judgement(Verdict.PEER_ABORT, Who.PEER, Confidence.HIGH,
                          f"{there} reset its live connection with {me}. {_peer_desc(p)}.",
-                         ["see the peer's explanation of the same reset"])
+                         ["fix it on the other end: see its explanation of the same reset (printed with it)"])
     if inc.peer_local:
         if trigger and idle is not None and idle >= STALE_MIN_IDLE_S:
             return _stale(inc, f, Confidence.HIGH,

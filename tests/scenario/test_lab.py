@@ -41,7 +41,9 @@ def test_every_scenario_has_a_ground_truth_check():
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_scenario(capture, scenario):
-    result = runner.run(scenario, capture)
+    result = runner.run(scenario, capture, wire=True)
     assert GROUND_TRUTH[scenario.name](result.truth), f"the lab did not do what it says: {result.truth}"
     problems = runner.check(result)
     assert problems == [], "\n".join(problems)
+    counts = runner.count_agreement(result)
+    assert counts == [], "\n".join(counts)

@@ -95,24 +95,30 @@ def _nstat(topo, host) -> dict[str, int]:
 
 
 class _Wire:
-    """tshark counting RST segments on one namespace's interface."""
+    """RST segments on one namespace's interface: captured with dumpcap, counted with tshark.
+
+    dumpcap, not tshark, captures: starting tshark probes its extcap plugins (androiddump
+    connects to localhost:5037), which makes the kernel send real resets in the namespace
+    under test. Counting (tshark -r) runs in the caller's namespace, after the scenario."""
 
     def __init__(self, topo, host) -> None:
         self.file = tempfile.NamedTemporaryFile(prefix="tte-", suffix=".pcap", delete=False).name
         os.chmod(self.file, 0o666)
-        self.p = topo.popen(host, ["tshark", "-q", "-i", host.ifname, "-f", "tcp[tcpflags] & tcp-rst != 0",
+        self.p = topo.popen(host, ["dumpcap", "-q", "-i", host.ifname, "-f", "tcp[tcpflags] & tcp-rst != 0",
                                    "-w", self.file], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        # tshark reports "Capturing on ..." on stderr once it listens.
+        # dumpcap reports "Capturing on ..." on stderr once it listens.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             line = self.p.stderr.readline()
             if "Capturing on" in line or not line:
                 break
 
-    def count(self) -> int:
+    def stop(self) -> None:
         time.sleep(0.2)
         self.p.terminate()
         self.p.wait(timeout=10)
+
+    def count(self) -> int:
         out = subprocess.run(["tshark", "-r", self.file, "-Y", "tcp.flags.reset == 1", "-T", "fields",
                               "-e", "frame.number"], capture_output=True, text=True, timeout=60).stdout
         os.unlink(self.file)
@@ -134,7 +140,9 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
         until = time.monotonic_ns()
         addrs = sorted(localaddrs.scan())
         after = {role: _nstat(topo, h) for role, h in hosts.items()}
-        wire_rsts = {role: w.count() for role, w in wires.items()} if wire else None
+        for w in wires.values():
+            w.stop()
+    wire_rsts = {role: w.count() for role, w in wires.items()} if wire else None
     inodes = set(netns.values())
     records = [r for r in collector.snapshot() if r.netns in inodes and since <= r.ts_ns <= until]
     keep = {(r.ts_ns, r.skaddr, r.type) for r in records}
@@ -189,3 +197,44 @@ def _matches(x: Explanation, e: Expect) -> bool:
         if got is None or abs(got - want) > INFERRED_TOLERANCE * want:
             return False
     return True
+
+
+def _base_reason(x: Explanation) -> str:
+    return (x.reason or "").replace("inferred:", "")
+
+
+def count_agreement(result: RunResult) -> list[str]:
+    """Counts the tool reports against the kernel's own counters and the wire, per namespace.
+
+    - resets sent (records)                      == Tcp OutRsts
+    - TCP_ABORT_ON_CLOSE resets                  == TcpExt TCPAbortOnClose
+    - TCP_ABORT_ON_DATA resets + SO_LINGER 0     == TcpExt TCPAbortOnData (reference §2.2: a
+      linger-0 close counts there, not in TCPAbortOnLinger)
+    - keepalive, retransmit and SYN timeouts     == TcpExt TCPAbortOnTimeout
+    - wire, pair topologies: RST segments on the client's link == resets sent by either end
+      plus resets injected by a middlebox
+    """
+    problems = []
+    for role, ino in result.netns.items():
+        mine = [x for x in result.explanations if x.netns == ino]
+        sent = [r for r in result.records if r.netns == ino and r.type.value == "reset_sent"]
+        d = result.nstat[role]
+        checks = {
+            "TcpOutRsts": len(sent),
+            "TcpExtTCPAbortOnClose": sum(1 for x in mine if x.event == "reset_sent"
+                                         and _base_reason(x) == "TCP_ABORT_ON_CLOSE"),
+            "TcpExtTCPAbortOnData": sum(1 for x in mine if x.event == "reset_sent" and (
+                _base_reason(x) == "TCP_ABORT_ON_DATA" or x.verdict.value == "linger_abort")),
+            "TcpExtTCPAbortOnTimeout": sum(1 for x in mine if x.verdict.value in
+                                           ("keepalive_timeout", "retransmit_timeout", "syn_timeout")),
+        }
+        for key, ours in checks.items():
+            if d[key] != ours:
+                problems.append(f"{role}: kernel {key} +{d[key]}, tool {ours}")
+    if result.wire_rsts is not None and "router" not in result.netns:
+        sent_total = sum(1 for r in result.records if r.type.value == "reset_sent")
+        injected = sum(1 for x in result.explanations if x.who.value == "middlebox" and x.event == "reset_received")
+        if result.wire_rsts["client"] != sent_total + injected:
+            problems.append(f"wire: {result.wire_rsts['client']} RST segments on the client's link, "
+                            f"tool: {sent_total} sent + {injected} injected")
+    return problems

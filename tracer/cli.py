@@ -1,0 +1,214 @@
+"""The command line: the one place that prints errors and chooses exit codes.
+
+    sudo tcptrace-explain [--pid N] ...       trace and explain live
+    tcptrace-explain replay FILE              explain a recording (no root)
+    sudo tcptrace-explain doctor              what works here, and the fix for what does not
+    sudo tcptrace-explain exporter            Prometheus metrics
+
+Exit codes: 0 done; 1 internal error; 2 usage; 3 not privileged; 4 BCC missing; 5 kernel
+headers missing; 6 tracefs not mounted; 7 kernel lacks a feature; 8 the BPF program failed to
+load; 9 no such process; 10 bad recording; 11 records lost (with --strict).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import traceback
+from typing import Optional
+
+import click
+
+from tracer import __version__
+from tracer.errors import TteError
+from tracer.options import Options
+
+EXAMPLES = """
+\b
+Examples:
+  sudo tcptrace-explain                         every reset and abort on this host
+  sudo tcptrace-explain --pid 4242              only process 4242's connections
+  sudo tcptrace-explain --port 8080 --duration 300 --record resets.jsonl
+  sudo tcptrace-explain --json | jq .verdict    one JSON object per event
+  tcptrace-explain replay resets.jsonl          explain a recording later, without root
+  sudo tcptrace-explain doctor                  check this machine
+"""
+
+
+def _networks(values: tuple[str, ...]) -> list:
+    nets = []
+    for v in values:
+        try:
+            nets.append(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            raise click.BadParameter(f"{v!r} is not an address or CIDR (e.g. 10.0.0.0/8, 2001:db8::1)",
+                                     param_hint="--remote")
+    return nets
+
+
+def _version_text() -> str:
+    from tracer import kernel, loader
+    from tracer.features import read_features
+
+    lines = [f"tcptrace-explain {__version__}", f"bcc {loader.bcc_version()}", f"kernel {kernel.release()}"]
+    try:
+        f = read_features()
+        lines.append("tcp_send_reset: " + ("sockaddr layout (6.10+)" if f.rst_layout_sockaddr else "ports layout")
+                     + (f", {len(f.reset_reasons)} reset reasons" if f.rst_has_reason else ", no reason field"))
+    except TteError as exc:
+        lines.append(f"tracepoints: {exc.message}")
+    lines.append("BTF: " + ("present (idle times from socket timestamps)" if kernel.btf_present() else "missing"))
+    return "\n".join(lines)
+
+
+def _print_version(ctx, param, value) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(_version_text())
+    ctx.exit(0)
+
+
+@click.group(invoke_without_command=True, epilog=EXAMPLES,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True, help="Only sockets owned by this process (repeatable).")
+@click.option("--comm", "comms", multiple=True, help="Only sockets owned by processes with this name (repeatable).")
+@click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True, help="Local or remote port (repeatable).")
+@click.option("--remote", "remotes", multiple=True, help="Remote address or CIDR (repeatable).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many explained events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout, nothing else.")
+@click.option("--states", is_flag=True, help="Also capture state changes (recorded with --record).")
+@click.option("--record", "record_path", type=click.Path(dir_okay=False, writable=True), help="Record the raw stream for replay.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, writable=True), help="Written once every probe is attached.")
+@click.option("--ringbuf-pages", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Ring buffer size in pages (a power of two); raise it if records are lost.")
+@click.option("--strict", is_flag=True, help="Exit with status 11 if any record was lost.")
+@click.option("--ignore-kernel-reason", is_flag=True, help="Infer reset reasons as on kernels without them.")
+@click.option("--io-hooks/--no-io-hooks", default=None, hidden=True, help="Force the per-I/O fallback hooks.")
+@click.option("--print-program", is_flag=True, hidden=True, help="Print the compiled configuration and exit.")
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show versions and detected kernel features.")
+@click.pass_context
+def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states, record_path, ready_file,
+        ringbuf_pages, strict, ignore_kernel_reason, io_hooks, print_program, color) -> None:
+    """Explain every TCP reset and abort on this host as it happens: which process, how long
+    the connection had been idle, who reset it, why, and what to change."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tracer.console import ConsoleSink, JsonSink
+    from tracer.live import RunLimits, run_live
+
+    try:
+        options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports), states=states,
+                          io_hooks=io_hooks, ringbuf_pages=ringbuf_pages, ignore_kernel_reason=ignore_kernel_reason)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    limits = RunLimits(duration_s=duration, max_events=max_events, remote=_networks(remotes), strict=strict)
+    if print_program:
+        from tracer.capture import Capture
+
+        click.echo(Capture(options).build().describe())
+        return
+    sink = JsonSink() if as_json else ConsoleSink(color=color)
+    if not as_json:
+        what = f"pid {', '.join(map(str, pids))}" if pids else "every process"
+        sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {what}; Ctrl-C for the summary")
+    run_live(options, sink, limits, record_path=record_path, ready_file=ready_file)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
+@click.option("--remote", "remotes", multiple=True, help="Remote address or CIDR (repeatable).")
+@click.option("--color/--no-color", default=None)
+def replay(path, as_json, remotes, color) -> None:
+    """Explain a recording made with --record (no root needed)."""
+    from tracer.console import ConsoleSink, JsonSink
+    from tracer.live import replay as do_replay
+
+    sink = JsonSink() if as_json else ConsoleSink(color=color)
+    do_replay(path, sink, remote=_networks(remotes))
+
+
+@cli.command()
+def doctor() -> None:
+    """Check privileges, BCC, headers, tracefs, tracepoints, BTF; print the fix for each problem."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from tracer.doctor import run_checks
+
+    checks, _ = run_checks()
+    con = Console(highlight=False)
+    bad = 0
+    for c in checks:
+        mark, style = ("ok", "green") if c.ok else (("FAIL", "bold red") if c.required else ("warn", "yellow"))
+        if not c.ok and c.required:
+            bad += 1
+        t = Text(f"{mark:>4}  ", style=style)
+        t.append(f"{c.name}: {c.detail}")
+        if not c.ok and c.fix:
+            t.append(f"\n      fix: {c.fix}", style="bold")
+        con.print(t)
+    con.print(Text("ready to trace" if not bad else f"{bad} problem(s) to fix first",
+                   style="bold green" if not bad else "bold red"))
+    if bad:
+        sys.exit(7)
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:9567", show_default=True, help="HOST:PORT to serve /metrics on.")
+@click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True)
+@click.option("--comm", "comms", multiple=True)
+@click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True)
+@click.option("--top-processes", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Process label values kept; the rest are folded into 'other'.")
+@click.option("--endpoint-labels", is_flag=True, help="Opt in to remote endpoint labels (bounded like processes).")
+@click.option("--ready-file", type=click.Path(dir_okay=False, writable=True))
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
+def exporter(listen, pids, comms, ports, top_processes, endpoint_labels, ready_file, duration) -> None:
+    """Serve Prometheus metrics of resets by reason, verdict and process."""
+    from tracer.exporter import parse_listen, run_exporter
+
+    host, port = parse_listen(listen)
+    options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports))
+    run_exporter(options, host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,
+                 ready_file=ready_file, duration_s=duration)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point and error boundary: typed errors become a message and their exit code."""
+    debug = bool(os.environ.get("TTE_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="tcptrace-explain", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except TteError as exc:
+        click.echo(f"tcptrace-explain: error: {exc.message}", err=True)
+        if exc.remedy:
+            click.echo(f"  fix: {exc.remedy}", err=True)
+        if debug:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:  # noqa: BLE001 - the boundary: never a bare traceback for users
+        click.echo("tcptrace-explain: internal error (a bug); run again with TTE_DEBUG=1 and report the output",
+                   err=True)
+        if debug:
+            traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

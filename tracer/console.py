@@ -1,0 +1,164 @@
+"""Output sinks for the live tracer: a human console (rich) and JSON lines.
+
+Every piece of untrusted text goes through tracer.safe.printable and into rich Text objects
+(never markup strings), so process names cannot change the terminal or the layout.
+Under a storm the console prints at most MAX_BLOCKS_PER_S explanations each second and
+summarizes the rest, counted, once per second; JSON mode prints every event.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from typing import IO, Optional
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tracer.capture import Counters
+from tracer.explain import Explanation, endpoint
+from tracer.safe import printable
+from tracer.summary import Summary
+from tracer.verdicts import Who
+
+MAX_BLOCKS_PER_S = 10
+WHO_STYLE = {Who.LOCAL: "bold yellow", Who.PEER: "bold cyan", Who.MIDDLEBOX: "bold magenta",
+             Who.UNKNOWN: "bold white"}
+LOSS_HINT = "raise --ringbuf-pages"
+
+
+def _proc(e: Explanation) -> str:
+    if not e.pid:
+        return "unknown process"
+    s = f"{printable(e.comm or '?')} (pid {e.pid})"
+    if e.thread:
+        s += f" thread {printable(e.thread)}"
+    return s
+
+
+class ConsoleSink:
+    def __init__(self, out: Optional[IO[str]] = None, color: Optional[bool] = None) -> None:
+        self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=False,
+                               force_terminal=color, no_color=color is False)
+        self._window = int(time.monotonic())
+        self._shown = 0
+        self._held: Counter = Counter()
+
+    # -- events ------------------------------------------------------------------------
+    def event(self, e: Explanation) -> None:
+        now = int(time.monotonic())
+        if now != self._window:
+            self.flush_storm()
+            self._window = now
+        if self._shown >= MAX_BLOCKS_PER_S:
+            self._held[(e.verdict.value, printable(e.comm or "?"), endpoint(e.raddr, e.rport))] += 1
+            return
+        self._shown += 1
+        self.console.print(self.render(e))
+
+    def render(self, e: Explanation) -> Text:
+        t = Text()
+        t.append(e.ts[11:23] + "  ", style="dim")
+        t.append(e.event.replace("_", " ").upper(), style="bold")
+        t.append("  " + _proc(e) + "\n")
+        t.append(f"  {endpoint(e.laddr, e.lport)} -> {endpoint(e.raddr, e.rport)}")
+        t.append(f"  {e.state or 'no socket'}")
+        if e.idle_s is not None:
+            t.append(f"  idle {e.idle_s:.1f} s", style="bold")
+        if e.age_s is not None:
+            t.append(f"  age {e.age_s:.1f} s")
+        if e.errno:
+            t.append(f"  {e.errno}", style="bold red")
+        if e.reason:
+            t.append(f"  reason {e.reason}", style="dim")
+        t.append("\n  ")
+        t.append(f" {e.verdict.value} ", style="reverse " + WHO_STYLE[e.who])
+        t.append(f"  reset by {e.who.value}, {e.confidence.value} confidence\n")
+        t.append("  why: ", style="bold")
+        t.append(printable(e.explanation) + "\n")
+        for ev in e.evidence:
+            t.append("    - " + printable(ev) + "\n", style="dim")
+        for n, fx in enumerate(e.fix):
+            t.append("  fix: " if n == 0 else "       ", style="bold green")
+            t.append(printable(fx) + "\n")
+        return t
+
+    def flush_storm(self) -> None:
+        if not self._held:
+            self._shown = 0
+            return
+        total = sum(self._held.values())
+        t = Text()
+        t.append(f"  reset_storm: {total} more events in the last second not shown one by one:",
+                 style="bold red")
+        for (verdict, comm, remote), n in self._held.most_common(5):
+            t.append(f"\n    {n} x {verdict}  {comm} -> {remote}")
+        self.console.print(t)
+        self._held.clear()
+        self._shown = 0
+
+    # -- status and end ---------------------------------------------------------------
+    def notice(self, message: str) -> None:
+        self.console.print(Text(printable(message), style="bold"))
+
+    def status(self, since: str, summary: Summary, counters: Counters) -> None:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_event.items())) or "no events yet"
+        t = Text(f"[tracing since {since}] {kinds}; records {counters.records}, lost {counters.lost}",
+                 style="dim")
+        if counters.lost:
+            t.append(f" ({LOSS_HINT})", style="bold red")
+        self.console.print(t)
+
+    def summary(self, summary: Summary, counters: Counters, seconds: float) -> None:
+        self.flush_storm()
+        c = self.console
+        c.print(Text(f"\nSummary: {summary.total} resets and aborts explained in {seconds:.0f} s; "
+                     f"records {counters.records}, lost {counters.lost}, filtered {counters.filtered}",
+                     style="bold"))
+        if counters.lost:
+            c.print(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+        for title, counter in (("verdict", summary.by_verdict), ("process", summary.by_process),
+                               ("remote endpoint", summary.by_remote)):
+            if not counter:
+                continue
+            table = Table(title=f"by {title}", title_justify="left", show_header=False, box=None)
+            for key, n in counter.most_common(5):
+                table.add_row(Text(printable(str(key))), str(n))
+            c.print(table)
+        top = summary.top_fix()
+        if top is not None:
+            (verdict, proc, remote), n, fix = top
+            t = Text("\nThe one fix that would remove most of them ", style="bold")
+            t.append(f"({n} x {verdict}, {printable(proc)} -> {remote}):\n  ")
+            t.append(printable(fix), style="bold green")
+            c.print(t)
+
+
+class JsonSink:
+    """One JSON object per explained event on stdout; nothing else goes to stdout."""
+
+    def __init__(self, out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def event(self, e: Explanation) -> None:
+        # ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert.
+        self.out.write(json.dumps(e.to_json(), ensure_ascii=True) + "\n")
+        self.out.flush()
+
+    def flush_storm(self) -> None:
+        pass
+
+    def notice(self, message: str) -> None:
+        self.err.write(printable(message) + "\n")
+
+    def status(self, since: str, summary: Summary, counters: Counters) -> None:
+        pass
+
+    def summary(self, summary: Summary, counters: Counters, seconds: float) -> None:
+        self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
+                                   "lost": counters.lost, "filtered": counters.filtered,
+                                   "seconds": round(seconds, 1)}) + "\n")

@@ -1,0 +1,97 @@
+"""`tcptrace-explain doctor`: what works on this machine, what does not, and the exact fix.
+
+Each check probes the thing itself (a file, an import, a tracepoint format, a BTF member),
+never a version number.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from tracer import kernel, loader, program
+from tracer.btf import Btf, BtfError
+from tracer.errors import TteError
+from tracer.features import HOOKS, REQUIRED_HOOKS, Features, find_tracefs, read_features
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def _privileges() -> Check:
+    if os.geteuid() == 0:
+        return Check("privileges", True, "running as root")
+    if loader._has_bpf_caps():
+        return Check("privileges", True, "CAP_BPF and CAP_PERFMON")
+    return Check("privileges", False, "not root and no CAP_BPF + CAP_PERFMON",
+                 "run with sudo (or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)")
+
+
+def _bcc() -> Check:
+    try:
+        bcc = loader.import_bcc()
+    except TteError as exc:
+        return Check("BCC", False, exc.message, exc.remedy)
+    return Check("BCC", True, f"bcc {getattr(bcc, '__version__', '?')} from {os.path.dirname(bcc.__file__)}")
+
+
+def _headers() -> Check:
+    d = kernel.headers_dir()
+    if kernel.headers_present():
+        target = os.path.realpath(d)
+        note = "" if kernel.release() in target else " (another kernel's headers: fine, the programs read only tracepoint fields and BTF offsets)"
+        return Check("kernel headers", True, f"{d} -> {target}{note}")
+    return Check("kernel headers", False, f"{d} is missing", "sudo scripts/setup.sh")
+
+
+def run_checks() -> tuple[list[Check], Optional[Features]]:
+    checks = [_privileges(), _bcc(), _headers()]
+    features = None
+    try:
+        tracefs = find_tracefs()
+        features = read_features(tracefs)
+        checks.append(Check("tracefs", True, tracefs))
+    except TteError as exc:
+        checks.append(Check("tracefs", False, exc.message, exc.remedy))
+    if features is not None:
+        for hook, why in HOOKS.items():
+            present = features.has_hook(hook)
+            req = hook in REQUIRED_HOOKS
+            checks.append(Check(f"tracepoint {hook.replace('/', ':')}", present,
+                                why if present else f"missing: {why} unavailable",
+                                "" if present else "needs a newer kernel", required=req))
+        checks.append(Check("tcp_send_reset layout", True,
+                            "28-byte sockaddrs (6.10+)" if features.rst_layout_sockaddr else "ports and addresses (before 6.10)"))
+        reasons = features.reset_reasons
+        checks.append(Check("reset reasons", bool(reasons),
+                            f"{len(reasons)} names from the kernel (tcp_send_reset reason)" if reasons
+                            else "none: reasons are inferred from state and context (marked inferred:NAME)",
+                            required=False))
+    btf = None
+    if kernel.btf_present():
+        try:
+            btf = Btf.load(kernel.BTF_PATH)
+            program.kernel_offsets(btf)
+            checks.append(Check("BTF", True, f"{kernel.BTF_PATH}: socket fields located"))
+            checks.append(Check("idle time source", True,
+                                "the socket's own timestamps (tcp_sock.lsndtime, icsk_ack.lrcvtime): no per-I/O hooks"))
+        except (BtfError, TteError) as exc:
+            checks.append(Check("BTF", False, str(exc), "report this kernel to the project"))
+    else:
+        checks.append(Check("BTF", False, f"{kernel.BTF_PATH} missing",
+                            "use a kernel with CONFIG_DEBUG_INFO_BTF=y; without it, idle times need --io-hooks"))
+    ringbuf = btf is not None and btf.has_struct("bpf_ringbuf")
+    checks.append(Check("ring buffer", ringbuf or btf is None,
+                        "BPF ring buffer available" if ringbuf else "could not confirm BPF ring buffer (Linux 5.8+)",
+                        "" if ringbuf else "needs Linux 5.8 or later"))
+    hz = kernel.detect_hz()
+    checks.append(Check("kernel HZ", hz is not None, f"{hz}" if hz else "unknown",
+                        "" if hz else "report this kernel to the project"))
+    return checks, features

@@ -1,0 +1,169 @@
+"""The live session and the offline replay: records -> incidents -> explanations -> a sink.
+
+Both go through the same Correlator and explain(), so a replay of a recording gives the
+explanations the live run printed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional, Sequence
+
+from tracer import localaddrs, procfs, recording
+from tracer.capture import Capture, Counters
+from tracer.correlate import Correlator
+from tracer.errors import RecordsLost
+from tracer.explain import Explanation, explain
+from tracer.options import Options
+from tracer.record import decode, RecordDecodeError
+from tracer.summary import Summary
+
+POLL_MS = 20
+STATUS_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    duration_s: Optional[float] = None
+    max_events: Optional[int] = None
+    remote: Sequence[ipaddress._BaseNetwork] = ()
+    strict: bool = False
+
+
+def remote_match(nets: Sequence[ipaddress._BaseNetwork], addr: str) -> bool:
+    if not nets:
+        return True
+    try:
+        a = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(a.version == n.version and a in n for n in nets)
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.flag = False
+        self.why = ""
+
+    def __call__(self, signum, frame) -> None:
+        self.flag = True
+        self.why = signal.Signals(signum).name
+
+
+def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[str] = None,
+             ready_file: Optional[str] = None) -> Summary:
+    capture = Capture(options)
+    capture.build()
+    writer = None
+    rec_fh = None
+    stop = _Stop()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    summary = Summary()
+    started = time.monotonic()
+    try:
+        if record_path:
+            rec_fh = open(record_path, "w", encoding="utf-8")
+            writer = recording.RecordingWriter(rec_fh, capture.context, meta={"options": _opts_json(options)})
+        capture.start(raw_sink=writer.write if writer else None)
+        if ready_file:
+            with open(ready_file, "w", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()}\n")
+        local = localaddrs.LocalAddresses()
+        corr = Correlator(peer_is_local=local.contains)
+        since = datetime.now().strftime("%H:%M:%S")
+        last_status = last_pidcheck = time.monotonic()
+        alive = set(options.pids)
+
+        def emit(incs) -> bool:
+            for inc in incs:
+                e = explain(inc)
+                if not remote_match(limits.remote, e.raddr):
+                    continue
+                sink.event(e)
+                summary.add(e)
+                if limits.max_events and summary.total >= limits.max_events:
+                    return True
+            return False
+
+        while not stop.flag:
+            corr.feed(capture.poll(POLL_MS))
+            if emit(corr.release(time.monotonic_ns())):
+                break
+            now = time.monotonic()
+            if limits.duration_s and now - started >= limits.duration_s:
+                break
+            if alive and now - last_pidcheck >= 1.0:
+                last_pidcheck = now
+                for pid in sorted(alive):
+                    if not procfs.process_exists(pid):
+                        alive.discard(pid)
+                        sink.notice(f"traced process {pid} exited")
+                if not alive:
+                    sink.notice("every traced process has exited; stopping")
+                    break
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                sink.status(since, summary, capture.counters())
+        # Records already in the ring buffer still count: drain and explain them.
+        corr.feed(capture.poll(0))
+        emit(corr.release(None))
+        counters = capture.counters()
+        if writer is not None:
+            writer.finish(end={"counters": _counters_json(counters), "local_addrs": sorted(local.seen)})
+        sink.summary(summary, counters, time.monotonic() - started)
+        if limits.strict and counters.lost:
+            raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
+        return summary
+    finally:
+        capture.close()
+        if rec_fh is not None:
+            rec_fh.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def replay(path: str, sink, remote: Sequence[ipaddress._BaseNetwork] = ()) -> tuple[Summary, list[Explanation]]:
+    rec = recording.load(path)
+    records = []
+    bad = 0
+    for raw in rec.raw:
+        try:
+            records.append(decode(raw, rec.context))
+        except RecordDecodeError:
+            bad += 1
+    end = rec.end or {}
+    corr = Correlator(peer_is_local=localaddrs.from_list(end.get("local_addrs", [])))
+    corr.feed(records)
+    summary = Summary()
+    out = []
+    for inc in corr.release(None):
+        e = explain(inc)
+        if not remote_match(remote, e.raddr):
+            continue
+        sink.event(e)
+        summary.add(e)
+        out.append(e)
+    c = end.get("counters", {})
+    counters = Counters(lost=c.get("lost", 0), filtered=c.get("filtered", 0), records=len(rec.raw),
+                        socks_insert=0, socks_delete=0, rst_received=0, rst_sent_by_reason={},
+                        aborts_by_errno={}, states={})
+    if bad:
+        sink.notice(f"{bad} records in {path} could not be decoded and were skipped")
+    sink.summary(summary, counters, 0.0)
+    return summary, out
+
+
+def _opts_json(o: Options) -> dict:
+    return {"pids": sorted(o.pids), "comms": sorted(o.comms), "ports": sorted(o.ports),
+            "states": o.states, "ignore_kernel_reason": o.ignore_kernel_reason}
+
+
+def _counters_json(c: Counters) -> dict:
+    return {"lost": c.lost, "filtered": c.filtered, "records": c.records,
+            "rst_sent_by_reason": c.rst_sent_by_reason, "rst_received": c.rst_received,
+            "aborts_by_errno": {str(k): v for k, v in c.aborts_by_errno.items()}}

@@ -1,0 +1,65 @@
+"""Running totals of explained events, and the end-of-run summary built from them.
+
+Bounded: per-key counters only (verdict, process, remote endpoint), at most MAX_KEYS keys each;
+keys beyond the bound are counted under "other" so totals stay exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+from tracer.explain import Explanation, endpoint
+
+MAX_KEYS = 1000
+
+
+def _bump(c: Counter, key, n: int = 1) -> None:
+    if key in c or len(c) < MAX_KEYS:
+        c[key] += n
+    else:
+        c["other"] += n
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    by_event: Counter = field(default_factory=Counter)
+    by_verdict: Counter = field(default_factory=Counter)
+    by_process: Counter = field(default_factory=Counter)
+    by_remote: Counter = field(default_factory=Counter)
+    by_group: Counter = field(default_factory=Counter)   # (verdict, process, remote)
+    fixes: dict = field(default_factory=dict)            # group -> first fix
+
+    def add(self, e: Explanation) -> None:
+        self.total += 1
+        proc = f"{e.comm or '?'} ({e.pid})" if e.pid else "unknown process"
+        remote = endpoint(e.raddr, e.rport)
+        _bump(self.by_event, e.event)
+        _bump(self.by_verdict, e.verdict.value)
+        _bump(self.by_process, proc)
+        _bump(self.by_remote, remote)
+        group = (e.verdict.value, proc, remote)
+        _bump(self.by_group, group)
+        if group not in self.fixes and e.fix:
+            self.fixes[group] = e.fix[0]
+
+    def top_fix(self) -> Optional[tuple[tuple, int, str]]:
+        """The fix that would remove the most events: the most frequent group's first fix."""
+        for group, n in self.by_group.most_common():
+            if group in self.fixes:
+                return group, n, self.fixes[group]
+        return None
+
+    def to_json(self) -> dict:
+        top = self.top_fix()
+        return {
+            "total": self.total,
+            "by_event": dict(self.by_event),
+            "by_verdict": dict(self.by_verdict),
+            "by_process": dict(self.by_process.most_common(20)),
+            "by_remote": dict(self.by_remote.most_common(20)),
+            "top_fix": None if top is None else {"verdict": top[0][0], "process": top[0][1],
+                                                  "remote": top[0][2], "events": top[1], "fix": top[2]},
+        }
