@@ -157,7 +157,8 @@ def infer_reason(inc: Incident) -> str:
 def resolve_reason(inc: Incident) -> tuple[Optional[str], bool]:
     """(reason name, inferred?) for a sent reset."""
     r = inc.primary
-    if r.reason and r.reason != "NOT_SPECIFIED" and not r.reason.startswith("UNKNOWN("):
+    # NOT_SPECIFIED and the enum's MAX sentinel say nothing; an unnamed number neither.
+    if r.reason and r.reason not in ("NOT_SPECIFIED", "MAX") and not r.reason.startswith("UNKNOWN("):
         return r.reason, False
     return infer_reason(inc), True
 
