@@ -26,6 +26,9 @@ JOIN_WINDOW_NS = 50_000_000
 SETTLE_NS = 100_000_000
 PEER_WINDOW_NS = 1_000_000_000
 PEER_INDEX_MAX = 4096
+# A release never cuts between records closer than JOIN_WINDOW_NS, so the records of one reset
+# are judged together; under a storm with no such gap, it cuts anyway once this many wait.
+PENDING_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -85,15 +88,17 @@ class Correlator:
         if now_ns is None:
             ready, self._pending = self._pending, []
         else:
-            # Keep records that may still get a partner: anything within settle of the newest
-            # ready record stays, so a group is never split across two releases.
             cut = now_ns - self.settle_ns
-            ready = [r for r in self._pending if r.ts_ns <= cut]
-            if not ready:
+            ts = [r.ts_ns for r in self._pending]
+            last = -1
+            for i, t in enumerate(ts):
+                if t > cut:
+                    break
+                if i + 1 == len(ts) or ts[i + 1] - t > JOIN_WINDOW_NS or len(ts) > PENDING_MAX:
+                    last = i
+            if last < 0:
                 return []
-            last = ready[-1].ts_ns
-            ready = [r for r in self._pending if r.ts_ns <= last]
-            self._pending = [r for r in self._pending if r.ts_ns > last]
+            ready, self._pending = self._pending[:last + 1], self._pending[last + 1:]
         return self._group(ready)
 
     def _group(self, records: list[Record]) -> list[Incident]:

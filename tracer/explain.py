@@ -436,9 +436,14 @@ def _received(inc: Incident, f: Facts) -> Judgement:
             j.evidence.append(_peer_desc(p))
         return j
     if r.state in ("FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK"):
+        if p is not None:
+            return Judgement(Verdict.RESET_DURING_CLOSE, Who.PEER, Confidence.HIGH,
+                             f"{me} was closing its connection to {there} when the other end answered with a "
+                             f"reset. {_peer_desc(p)}.",
+                             ["usually harmless for the closer; see the other end's explanation"])
         return Judgement(Verdict.RESET_DURING_CLOSE, Who.PEER, Confidence.MEDIUM,
                          f"{me} was closing its connection to {there} when the peer reset it instead of closing "
-                         "cleanly (it closed with unread data or SO_LINGER 0)." + (f" {_peer_desc(p)}." if p else ""),
+                         "cleanly (it closed with unread data or SO_LINGER 0, or no longer knew the connection).",
                          ["usually harmless for the closer; on the peer, read fully before close and avoid SO_LINGER 0"])
     # ESTABLISHED (or another live state)
     idle = f.idle_s

@@ -1,0 +1,64 @@
+"""Drive the live console in a real terminal (tmux) during a lab scenario and capture the screen.
+
+Used by the test that checks what an on-call engineer would see, and by
+scripts/example_transcript.py, which keeps docs/examples/live-console.txt up to date.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from tracer.lab.driver import REPO, spawn_peer
+from tracer.lab.scenarios import BY_NAME
+
+
+@dataclass
+class Transcript:
+    screen: str          # the pane while tracing, after the scenario's resets
+    final: str           # the pane after Ctrl-C: events and summary
+    truth: dict
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _capture(session: str) -> str:
+    return _tmux("capture-pane", "-p", "-J", "-S", "-2000", "-t", session)
+
+
+def live_console(scenario: str = "nat_idle", width: int = 110, extra_args: str = "") -> Transcript:
+    sc = BY_NAME[scenario]
+    session = f"tte-{os.getpid()}"
+    ready = tempfile.mktemp(prefix="tte-ready-")
+    cmd = (f"cd {shlex.quote(REPO)} && {shlex.quote(sys.executable)} -m tracer.cli --ready-file {ready} "
+           f"--color {extra_args}")
+    _tmux("new-session", "-d", "-s", session, "-x", str(width), "-y", "60", cmd)
+    try:
+        _tmux("set-option", "-t", session, "remain-on-exit", "on")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ready):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the tracer did not get ready:\n" + _capture(session))
+            time.sleep(0.1)
+        with sc.topology() as topo:
+            truth = sc.act(topo, spawn_peer)
+            time.sleep(1.0)
+            screen = _capture(session)
+        _tmux("send-keys", "-t", session, "C-c")
+        deadline = time.monotonic() + 20
+        final = _capture(session)
+        while "Summary:" not in final and time.monotonic() < deadline:
+            time.sleep(0.2)
+            final = _capture(session)
+        return Transcript(screen=screen, final=final, truth=truth)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        if os.path.exists(ready):
+            os.unlink(ready)
