@@ -697,8 +697,11 @@ static __always_inline void remote_from_skb(struct tte_tuple *t, const void *skb
 
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
+    /* Read ctx fields once, up front: re-reading args->skbaddr later lets clang derive it from
+     * an offset ctx pointer, which the verifier rejects on some layouts. */
     u64 key = (u64)args->skaddr;
     const void *sk = (const void *)args->skaddr;
+    const void *skb = (const void *)args->skbaddr;
     u64 now = bpf_ktime_get_ns();
     struct tte_tuple t = {};
     int state;
@@ -713,7 +716,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 #ifdef TTE_RST_HAS_REASON
     reason = args->reason;
 #endif
-    if (args->skbaddr == 0)
+    if (skb == 0)
         flags |= TTE_F_ACTIVE;
 
 #ifdef TTE_RST_SOCKADDR
@@ -756,14 +759,14 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
         t.netns = sk_netns(sk);
     } else {
         /* No socket: the namespace is the receiving device's. */
-        const void *dev = (const void *)rd_u64((const void *)args->skbaddr, TTE_OFF_SKB_DEV);
+        const void *dev = (const void *)rd_u64(skb, TTE_OFF_SKB_DEV);
         const void *net = dev ? (const void *)rd_u64(dev, TTE_OFF_NETDEV_NET) : 0;
         t.netns = net ? rd_u32(net, TTE_OFF_NET_INUM) : 0;
         flags |= TTE_F_NO_SOCKET;
     }
 
-    if (state == TTE_TCP_LISTEN && args->skbaddr && t.rport == 0)
-        remote_from_skb(&t, (const void *)args->skbaddr);
+    if (state == TTE_TCP_LISTEN && skb && t.rport == 0)
+        remote_from_skb(&t, skb);
 
     struct tte_sock *s = 0;
     struct tte_closed *c = 0;
@@ -804,8 +807,8 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     r->netns = t.netns;
     r->ino = ino;
     r->flags = flags;
-    if (args->skbaddr)
-        r->seg_flags = segment_flags((const void *)args->skbaddr);
+    if (skb)
+        r->seg_flags = segment_flags(skb);
     if (c) {
         fill_from_closed(r, c);
     } else if (sk) {

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Rewrite tests/data/golden/*.json from tests/data/recordings/*.jsonl (no root needed).
+
+Run after an intended change to the explanations, then review `git diff tests/data/golden`:
+every line that changed is a sentence a user will read differently.
+"""
+
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tracer import localaddrs, recording  # noqa: E402
+from tracer.correlate import Correlator  # noqa: E402
+from tracer.explain import explain  # noqa: E402
+from tracer.record import decode  # noqa: E402
+
+
+def main() -> int:
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "recordings", "*.jsonl"))):
+        rec = recording.load(path)
+        corr = Correlator(peer_is_local=localaddrs.from_list((rec.end or {}).get("local_addrs", [])))
+        corr.feed(decode(b, rec.context) for b in rec.raw)
+        out = [explain(i).to_json() for i in corr.release(None)]
+        name = os.path.basename(path).rsplit(".", 1)[0]
+        with open(os.path.join(ROOT, "tests", "data", "golden", f"{name}.json"), "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=1, ensure_ascii=True)
+            fh.write("\n")
+        print(f"{name}: {len(out)} explanations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
