@@ -221,6 +221,25 @@ BPF_TABLE("lru_hash", struct tte_tuple, struct tte_closed, closed, TTE_MAX_CLOSE
  * inherit the listener's owner. insert: ->LISTEN; delete: LISTEN->CLOSE; LRU bounded. */
 BPF_TABLE("lru_hash", u64, u64, listeners, TTE_MAX_LISTENERS);
 
+/* active_closes: connections closed first by this host (ESTABLISHED -> FIN_WAIT1), per owner
+ * and remote endpoint. The closer holds the TIME_WAIT socket for 60 s, so the rate of these is
+ * the TIME_WAIT population. insert/update: the close path of inet_sock_set_state; read: user
+ * space at scrape or poll time; never deleted: LRU of TTE_MAX_CLOSERS keeps the active ones. */
+#ifndef TTE_MAX_CLOSERS
+#define TTE_MAX_CLOSERS 4096
+#endif
+struct tte_closer_key {
+    u32 pid;
+    u16 family;
+    u16 rport;
+    u8 raddr[16];
+};
+struct tte_closer {
+    u64 count;
+    char comm[TTE_COMM_LEN];
+};
+BPF_TABLE("lru_hash", struct tte_closer_key, struct tte_closer, active_closes, TTE_MAX_CLOSERS);
+
 /* inode_owners: socket inode -> owner, filled once by user space at start-up; read when the
  * socket table has no entry. Bounded by TTE_MAX_INODES (user space stops filling at the bound). */
 BPF_HASH(inode_owners, u64, struct tte_owner, TTE_MAX_INODES);
@@ -473,6 +492,24 @@ static __always_inline void stamp_current(struct tte_record *r, u64 now)
     bpf_get_current_comm(r->cur_comm, sizeof(r->cur_comm));
 }
 
+static __always_inline void count_active_close(const struct tte_sock *s)
+{
+    struct tte_closer_key k = {};
+    k.pid = s->pid;
+    k.family = s->family;
+    k.rport = s->rport;
+    __builtin_memcpy(k.raddr, s->raddr, 16);
+    struct tte_closer *c = active_closes.lookup(&k);
+    if (c) {
+        __sync_fetch_and_add(&c->count, 1);
+        return;
+    }
+    struct tte_closer fresh = {};
+    fresh.count = 1;
+    __builtin_memcpy(fresh.comm, s->comm, TTE_COMM_LEN);
+    active_closes.update(&k, &fresh);
+}
+
 /* ---------------------------------------------------------------- state changes ---- */
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
@@ -567,6 +604,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             /* close()/shutdown() runs in the owner's syscall: refresh the owner. */
             s->close_ns = now;
             capture_owner(s, TTE_OWNER_CLOSE);
+            if (os == TTE_TCP_ESTABLISHED)
+                count_active_close(s);
         }
         if (os == TTE_TCP_LISTEN && ns == TTE_TCP_CLOSE) {
             u64 lkey = ((u64)s->netns << 16) | args->sport;

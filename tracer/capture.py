@@ -134,6 +134,14 @@ class Capture:
         return Counters(lost=s[0], filtered=s[1], records=s[2], socks_insert=s[3], socks_delete=s[4],
                         rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states)
 
+    def attached(self) -> int:
+        assert self._loader is not None
+        return self._loader.attached()
+
+    def active_closes(self):
+        assert self._loader is not None
+        return self._loader.active_closes()
+
     def table_usage(self) -> dict[str, tuple[int, int]]:
         assert self._loader is not None
         return {n: (self._loader.table_len(n), self._loader.table_max(n)) for n in ("socks", "closed", "listeners")}

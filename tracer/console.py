@@ -100,6 +100,15 @@ class ConsoleSink:
         self._held.clear()
         self._shown = 0
 
+    def insight(self, ins) -> None:
+        t = Text()
+        t.append(f" {ins.kind} ", style="reverse bold red")
+        t.append("  " + printable(ins.text) + "\n")
+        for n, fx in enumerate(ins.fix):
+            t.append("  fix: " if n == 0 else "       ", style="bold green")
+            t.append(printable(fx) + "\n")
+        self.console.print(t)
+
     # -- status and end ---------------------------------------------------------------
     def notice(self, message: str) -> None:
         self.console.print(Text(printable(message), style="bold"))
@@ -128,6 +137,8 @@ class ConsoleSink:
             for key, n in counter.most_common(5):
                 table.add_row(Text(printable(str(key))), str(n))
             c.print(table)
+        for ins in summary.insights:
+            c.print(Text(f"\n{ins.kind}: " + printable(ins.text), style="bold red"))
         top = summary.top_fix()
         if top is not None:
             (verdict, proc, remote), n, fix = top
@@ -151,6 +162,10 @@ class JsonSink:
 
     def flush_storm(self) -> None:
         pass
+
+    def insight(self, ins) -> None:
+        # Insights are not events: they go to stderr so stdout stays one event per line.
+        self.err.write(json.dumps(ins.to_json(), ensure_ascii=True) + "\n")
 
     def notice(self, message: str) -> None:
         self.err.write(printable(message) + "\n")

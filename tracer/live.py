@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional, Sequence
 
-from tracer import localaddrs, procfs, recording
+from tracer import insights, localaddrs, procfs, recording
 from tracer.capture import Capture, Counters
 from tracer.correlate import Correlator
 from tracer.errors import RecordsLost
@@ -25,6 +25,8 @@ from tracer.summary import Summary
 
 POLL_MS = 20
 STATUS_EVERY_S = 10.0
+INSIGHT_EVERY_S = 5.0
+INSIGHT_REPEAT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
         local = localaddrs.LocalAddresses()
         corr = Correlator(peer_is_local=local.contains)
         since = datetime.now().strftime("%H:%M:%S")
-        last_status = last_pidcheck = time.monotonic()
+        last_status = last_pidcheck = last_insight = time.monotonic()
+        closes = capture.active_closes()
+        told: dict[tuple, float] = {}
         alive = set(options.pids)
 
         def emit(incs) -> bool:
@@ -106,6 +110,15 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
                 if not alive:
                     sink.notice("every traced process has exited; stopping")
                     break
+            if now - last_insight >= INSIGHT_EVERY_S:
+                fresh = capture.active_closes()
+                for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
+                    key = (ins.kind, ins.pid, ins.remote)
+                    if now - told.get(key, -INSIGHT_REPEAT_S) >= INSIGHT_REPEAT_S:
+                        told[key] = now
+                        sink.insight(ins)
+                        summary.add_insight(ins)
+                closes, last_insight = fresh, now
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 sink.status(since, summary, capture.counters())

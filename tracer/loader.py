@@ -129,6 +129,18 @@ class Loader:
             out[k.value] = sum(per_cpu)
         return out
 
+    def active_closes(self) -> dict[tuple[int, int, bytes, int], tuple[int, str]]:
+        """(pid, family, raddr bytes, rport) -> (connections closed first, process name)."""
+        out = {}
+        for k, v in self._bpf[b"active_closes"].items():
+            out[(k.pid, k.family, bytes(k.raddr), k.rport)] = (v.count, v.comm.decode("utf-8", "replace"))
+        return out
+
+    def attached(self) -> int:
+        """Programs attached: tracepoints plus raw tracepoints."""
+        b = self._bpf
+        return b.num_open_tracepoints() + len(getattr(b, "raw_tracepoint_fds", {}))
+
     def table_len(self, name: str) -> int:
         return sum(1 for _ in self._bpf[name.encode()].keys())
 

@@ -31,6 +31,7 @@ class Summary:
     by_remote: Counter = field(default_factory=Counter)
     by_group: Counter = field(default_factory=Counter)   # (verdict, process, remote)
     fixes: dict = field(default_factory=dict)            # group -> first fix
+    insights: list = field(default_factory=list)         # the latest insight per (kind, pid, remote)
 
     def add(self, e: Explanation) -> None:
         self.total += 1
@@ -44,6 +45,11 @@ class Summary:
         _bump(self.by_group, group)
         if group not in self.fixes and e.fix:
             self.fixes[group] = e.fix[0]
+
+    def add_insight(self, ins) -> None:
+        self.insights = [i for i in self.insights if (i.kind, i.pid, i.remote) != (ins.kind, ins.pid, ins.remote)]
+        self.insights.append(ins)
+        del self.insights[:-MAX_KEYS]
 
     def top_fix(self) -> Optional[tuple[tuple, int, str]]:
         """The fix that would remove the most events: the most frequent group's first fix."""
@@ -60,6 +66,7 @@ class Summary:
             "by_verdict": dict(self.by_verdict),
             "by_process": dict(self.by_process.most_common(20)),
             "by_remote": dict(self.by_remote.most_common(20)),
+            "insights": [i.to_json() for i in self.insights],
             "top_fix": None if top is None else {"verdict": top[0][0], "process": top[0][1],
                                                   "remote": top[0][2], "events": top[1], "fix": top[2]},
         }

@@ -47,3 +47,8 @@ def test_scenario(capture, scenario):
     assert problems == [], "\n".join(problems)
     counts = runner.count_agreement(result)
     assert counts == [], "\n".join(counts)
+    if scenario.name == "time_wait_pileup":
+        pile = [i for i in result.insights if i.comm == "tte-middleware"]
+        assert len(pile) == 1, result.insights
+        assert pile[0].remote == f"{result.truth['server']}:8080" and pile[0].closes == result.truth["connections"]
+        assert pile[0].time_wait_estimate >= 1000

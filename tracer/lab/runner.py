@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tracer import localaddrs
+from tracer import insights, localaddrs
 from tracer.correlate import Correlator
 from tracer.explain import Explanation, explain
 from tracer.lab.driver import spawn_peer
@@ -81,6 +81,7 @@ class RunResult:
     nstat: dict[str, dict[str, int]]
     wire_rsts: Optional[dict[str, int]] = None
     explanations: list[Explanation] = field(default_factory=list)
+    insights: list = field(default_factory=list)
 
     def side_of(self, netns: int) -> Optional[str]:
         for role, ino in self.netns.items():
@@ -134,10 +135,12 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
         before = {role: _nstat(topo, h) for role, h in hosts.items()}
         wires = {role: _Wire(topo, hosts[role]) for role in ("client", "server")} if wire else {}
         raw_start = len(collector.raw)
+        closes_before = collector.capture.active_closes()
         since = time.monotonic_ns()
         truth = scenario.act(topo, spawn_peer)
         collector.settle(SETTLE_S)
         until = time.monotonic_ns()
+        closes_after = collector.capture.active_closes()
         addrs = sorted(localaddrs.scan())
         after = {role: _nstat(topo, h) for role, h in hosts.items()}
         for w in wires.values():
@@ -151,6 +154,7 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
     deltas = {role: {k: after[role][k] - before[role][k] for k in NSTAT_KEYS} for role in hosts}
     result = RunResult(scenario, truth, records, raw, netns, addrs, deltas, wire_rsts)
     result.explanations = explain_records(records, addrs)
+    result.insights = insights.time_wait_pileups(closes_before, closes_after, (until - since) / 1e9)
     return result
 
 

@@ -176,7 +176,7 @@ def act_time_wait_pileup(topo: Topology, spawn: Spawn) -> dict:
     cl.finish(timeout=120)
     sv.finish(timeout=120)
     tw = topo.run(topo.client, ["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True).stdout
-    return {"connections": n, "time_wait_sockets": len(tw.splitlines())}
+    return {"connections": n, "time_wait_sockets": len(tw.splitlines()), "server": topo.server.v4}
 
 
 # ------------------------------------------------------------------ kernel reset kinds ----

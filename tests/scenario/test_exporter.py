@@ -1,0 +1,166 @@
+"""Exporter mode against a real Prometheus server scraping it while the lab runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from tests.conftest import REPO
+from tracer.lab import runner
+from tracer.lab.netns import Topology, in_netns
+from tracer.lab.scenarios import BY_NAME
+
+pytestmark = pytest.mark.scenario
+LAB_PORTS = ("8080", "9")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def exporter():
+    d = tempfile.mkdtemp(prefix="tte-exp-")
+    ready = os.path.join(d, "ready")
+    args = [sys.executable, "-m", "tracer.cli", "exporter", "--listen", "127.0.0.1:0", "--ready-file", ready]
+    for p in LAB_PORTS:
+        args += ["--port", p]
+    p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(ready) or not open(ready).read().strip():
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            raise AssertionError(f"exporter did not start: {p.communicate()}")
+        time.sleep(0.1)
+    port = int(open(ready).read())
+    yield f"http://127.0.0.1:{port}"
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter):
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    d = tempfile.mkdtemp(prefix="tte-prom-")
+    cfg = os.path.join(d, "prometheus.yml")
+    target = exporter.split("//", 1)[1]
+    with open(cfg, "w", encoding="utf-8") as fh:
+        fh.write(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n"
+                 f"scrape_configs:\n  - job_name: tte\n    static_configs: [{{targets: ['{target}']}}]\n")
+    port = free_port()
+    p = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={d}/data",
+                          f"--web.listen-address=127.0.0.1:{port}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if "Ready" in http(base + "/-/ready"):
+                break
+        except OSError:
+            pass
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            raise AssertionError(f"prometheus did not start: {p.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    yield base
+    p.terminate()
+    p.wait(timeout=30)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def query(prom: str, q: str) -> dict:
+    data = json.loads(http(prom + "/api/v1/query?" + urllib.parse.urlencode({"query": q})))
+    assert data["status"] == "success", data
+    return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in data["data"]["result"]}
+
+
+def wait_scraped(prom: str, q: str, want: float, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = query(prom, q)
+        if sum(got.values()) >= want or time.monotonic() > deadline:
+            return got
+
+
+def test_promql_counts_match_what_the_lab_produced(capture, exporter, prometheus):
+    names = ["closed_port", "unread_close", "linger0", "abort_on_data", "client_timeout"]
+    results = [runner.run(BY_NAME[n], capture) for n in names]
+    verdicts = Counter(x.verdict.value for r in results for x in r.explanations)
+    reasons = Counter(rec.reason for r in results for rec in r.records if rec.type.value == "reset_sent")
+    got = wait_scraped(prometheus, "sum by (verdict) (tcptrace_events_total)", sum(verdicts.values()))
+    assert {dict(k)["verdict"]: int(v) for k, v in got.items()} == dict(verdicts)
+    got = query(prometheus, 'sum by (reason) (tcptrace_resets_total{direction="sent"})')
+    assert {dict(k)["reason"]: int(v) for k, v in got.items()} == dict(reasons)
+
+
+def test_promtool_accepts_the_metrics(exporter):
+    text = http(exporter + "/metrics")
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "tcptrace_build_info{" in text and "tcptrace_records_lost_total" in text
+
+
+def test_dashboard_queries_name_metrics_the_exporter_serves(exporter):
+    with open(os.path.join(REPO, "deploy", "grafana-dashboard.json"), encoding="utf-8") as fh:
+        dash = json.load(fh)
+    served = {line.split("{")[0].split(" ")[0] for line in http(exporter + "/metrics").splitlines()
+              if line and not line.startswith("#")}
+    exprs = [t["expr"] for panel in dash["panels"] for t in panel["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\btcptrace_[a-z_]+", e)}
+    assert used and used <= served, used - served
+
+
+def test_reset_storm_counts_are_exact_against_out_rsts(exporter):
+    """Thousands of resets per second: the kernel-map counts equal the kernel's OutRsts."""
+    def sent(text: str) -> int:
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith('tcptrace_resets_total{direction="sent"')))
+
+    n, done = 20_000, 0
+    with Topology.pair() as topo:
+        before_k = topo.nstat(topo.server)["TcpOutRsts"]
+        before_x = sent(http(exporter + "/metrics"))
+        start = time.monotonic()
+        with in_netns(topo.client.name):
+            while done < n and time.monotonic() - start < 30:
+                s = socket.socket()
+                try:
+                    s.connect((topo.server.v4, 9))
+                except ConnectionRefusedError:
+                    pass
+                finally:
+                    s.close()
+                done += 1
+        elapsed = time.monotonic() - start
+        time.sleep(0.5)
+        kernel = topo.nstat(topo.server)["TcpOutRsts"] - before_k
+        text = http(exporter + "/metrics")
+    print(f"\nstorm: {done} resets in {elapsed:.1f} s ({done / elapsed:.0f}/s)")
+    assert done / elapsed > 1000
+    assert kernel == done
+    assert sent(text) - before_x == kernel
+    lost = [line for line in text.splitlines() if line.startswith("tcptrace_records_lost_total")]
+    assert lost, "the loss counter must be served"

@@ -1,0 +1,242 @@
+"""Exporter mode: Prometheus metrics of resets by reason, verdict, process and idle time.
+
+Cheap by construction: resets by direction and reason, aborts by errno, state transitions and
+active closes are counted in kernel maps and read at scrape time by a custom collector; only
+the metrics that need the explainer (verdicts, processes, idle times) come from its running
+totals. Label sets are bounded: the first --top-processes process names get their own label
+value for the life of the exporter (so counters stay monotonic), later ones count as "other";
+remote endpoints are labels only with --endpoint-labels, bounded the same way.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import http.server
+import signal
+import threading
+import time
+from collections import Counter, deque
+from typing import Optional
+
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import MetricsHandler
+
+from tracer import __version__, kernel, localaddrs, loader
+from tracer.capture import Capture
+from tracer.correlate import Correlator
+from tracer.errors import TteError
+from tracer.explain import Explanation, endpoint, explain
+from tracer.options import Options
+
+PREFIX = "tcptrace"
+# Edges at the well-known idle timeouts (gunicorn/Node 2-5 s, ALB/Tomcat 60 s, nginx 75 s,
+# Go 90 s, Azure 240 s, AWS NAT/NLB 350 s, GCP 600 s, GCP NAT 1200 s, Envoy 1 h).
+IDLE_BUCKETS = (1, 5, 30, 60, 75, 90, 240, 350, 600, 1200, 3600)
+TIME_WAIT_WINDOW_S = 60
+OTHER = "other"
+
+
+class StickyLabels:
+    """The first `limit` distinct values keep their own label; the rest become 'other'."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.known: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.known:
+            return value
+        if len(self.known) < self.limit:
+            self.known.add(value)
+            return value
+        return OTHER
+
+
+class Totals:
+    """Explainer-derived counters, updated by the event loop, read by scrapes."""
+
+    def __init__(self, top_processes: int, endpoint_labels: bool) -> None:
+        self.lock = threading.Lock()
+        self.comm = StickyLabels(top_processes)
+        self.remote = StickyLabels(top_processes) if endpoint_labels else None
+        self.events: Counter = Counter()        # (event, verdict, who, comm)
+        self.by_remote: Counter = Counter()
+        self.idle_buckets: dict[str, list[int]] = {}
+        self.idle_sum: Counter = Counter()
+        self.idle_count: Counter = Counter()
+
+    def add(self, e: Explanation) -> None:
+        with self.lock:
+            comm = self.comm(e.comm or "unknown")
+            self.events[(e.event, e.verdict.value, e.who.value, comm)] += 1
+            if self.remote is not None:
+                self.by_remote[self.remote(endpoint(e.raddr, e.rport))] += 1
+            if e.idle_s is not None:
+                b = self.idle_buckets.setdefault(e.event, [0] * len(IDLE_BUCKETS))
+                for i, edge in enumerate(IDLE_BUCKETS):
+                    if e.idle_s <= edge:
+                        b[i] += 1
+                self.idle_sum[e.event] += e.idle_s
+                self.idle_count[e.event] += 1
+
+
+class TimeWaitWindow:
+    """Connections closed first per process over the last minute: the TIME_WAIT they hold."""
+
+    def __init__(self) -> None:
+        self.samples: deque = deque()   # (monotonic, {comm: count})
+
+    def add(self, t: float, per_comm: dict[str, int]) -> None:
+        self.samples.append((t, per_comm))
+        while self.samples and t - self.samples[0][0] > TIME_WAIT_WINDOW_S:
+            self.samples.popleft()
+
+    def estimate(self) -> dict[str, int]:
+        if len(self.samples) < 2:
+            return {}
+        (_, old), (_, new) = self.samples[0], self.samples[-1]
+        return {c: n - old.get(c, 0) for c, n in new.items() if n - old.get(c, 0) > 0}
+
+
+class KernelCollector:
+    """prometheus_client custom collector: everything is read when Prometheus scrapes."""
+
+    def __init__(self, capture: Capture, totals: Totals, tw: TimeWaitWindow, attached: int) -> None:
+        self.capture = capture
+        self.totals = totals
+        self.tw = tw
+        self.attached = attached
+        self.last_scrape_s = 0.0
+
+    def collect(self):
+        start = time.monotonic()
+        c = self.capture.counters()
+        ctx = self.capture.context
+        info = GaugeMetricFamily(f"{PREFIX}_build_info", "Build and platform of the exporter (always 1).",
+                                 labels=["version", "bcc", "kernel"])
+        info.add_metric([__version__, loader.bcc_version(), kernel.release()], 1)
+        yield info
+        yield GaugeMetricFamily(f"{PREFIX}_programs_attached", "BPF programs attached to tracepoints.",
+                                value=self.attached)
+
+        resets = CounterMetricFamily(f"{PREFIX}_resets", "TCP resets by direction and kernel reason "
+                                     "(counted in the kernel).", labels=["direction", "reason"])
+        for reason, n in sorted(c.rst_sent_by_reason.items()):
+            resets.add_metric(["sent", reason], n)
+        resets.add_metric(["received", "none"], c.rst_received)
+        yield resets
+        aborts = CounterMetricFamily(f"{PREFIX}_aborts", "Errors reported to applications, by errno "
+                                     "(counted in the kernel).", labels=["errno"])
+        for num, n in sorted(c.aborts_by_errno.items()):
+            aborts.add_metric([errno_mod.errorcode.get(num, str(num))], n)
+        yield aborts
+        states = CounterMetricFamily(f"{PREFIX}_state_transitions", "TCP state transitions of traced "
+                                     "sockets (counted in the kernel).", labels=["from", "to"])
+        for (a, b), n in sorted(c.states.items()):
+            states.add_metric([a, b], n)
+        yield states
+
+        closes = Counter()
+        for (_pid, _fam, _raddr, _rport), (n, comm) in self.capture.active_closes().items():
+            closes[comm] += n
+        with self.totals.lock:
+            active = CounterMetricFamily(f"{PREFIX}_active_closes", "Connections closed first by this host "
+                                         "(each holds a TIME_WAIT socket for 60 s), by process.", labels=["comm"])
+            for comm, n in sorted(closes.items()):
+                active.add_metric([self.totals.comm(comm)], n)
+            yield active
+            tw = GaugeMetricFamily(f"{PREFIX}_time_wait_estimate", "Connections a process closed first in "
+                                   "the last 60 s: the TIME_WAIT sockets it holds.", labels=["comm"])
+            for comm, n in sorted(self.tw.estimate().items()):
+                tw.add_metric([self.totals.comm(comm)], n)
+            yield tw
+
+            ev = CounterMetricFamily(f"{PREFIX}_events", "Explained resets and aborts by verdict, who reset "
+                                     "and owning process.", labels=["event", "verdict", "who", "comm"])
+            for key, n in sorted(self.totals.events.items()):
+                ev.add_metric(list(key), n)
+            yield ev
+            if self.totals.remote is not None:
+                rem = CounterMetricFamily(f"{PREFIX}_events_by_remote", "Explained events by remote "
+                                          "endpoint (opt-in, bounded).", labels=["remote"])
+                for key, n in sorted(self.totals.by_remote.items()):
+                    rem.add_metric([key], n)
+                yield rem
+            hist = HistogramMetricFamily(f"{PREFIX}_reset_idle_seconds", "Idle time of the connection "
+                                         "before the reset or abort.", labels=["event"])
+            for event, b in sorted(self.totals.idle_buckets.items()):
+                buckets = [(str(edge), b[i]) for i, edge in enumerate(IDLE_BUCKETS)]
+                buckets.append(("+Inf", self.totals.idle_count[event]))
+                hist.add_metric([event], buckets, self.totals.idle_sum[event])
+            yield hist
+
+        yield CounterMetricFamily(f"{PREFIX}_records", "Records the kernel side submitted.", value=c.records)
+        yield CounterMetricFamily(f"{PREFIX}_records_lost", "Records lost because the ring buffer was "
+                                  "full (raise --ringbuf-pages).", value=c.lost)
+        yield CounterMetricFamily(f"{PREFIX}_records_filtered", "Events dropped in the kernel by filters.",
+                                  value=c.filtered)
+        yield GaugeMetricFamily(f"{PREFIX}_scrape_duration_seconds", "Duration of the previous scrape.",
+                                value=self.last_scrape_s)
+        self.last_scrape_s = time.monotonic() - start
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    import click
+
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: use HOST:PORT, e.g. 127.0.0.1:9567 (port 0: any free port, written to --ready-file)", param_hint="--listen")
+    return host, int(port)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
+                 ready_file: Optional[str] = None, duration_s: Optional[float] = None) -> None:
+    capture = Capture(options)
+    capture.build()
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    server = None
+    try:
+        capture.start()
+        totals = Totals(top_processes, endpoint_labels)
+        tw = TimeWaitWindow()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(KernelCollector(capture, totals, tw, capture.attached()))
+        family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
+        _Server.address_family = family
+        try:
+            server = _Server((host, port), MetricsHandler.factory(registry))
+        except OSError as exc:
+            raise TteError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                           "choose another --listen address or port")
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        if ready_file:
+            with open(ready_file, "w", encoding="utf-8") as fh:
+                fh.write(f"{server.server_address[1]}\n")
+        corr = Correlator(peer_is_local=localaddrs.LocalAddresses().contains)
+        started = last_tw = time.monotonic()
+        while not stop.is_set():
+            corr.feed(capture.poll(50))
+            for inc in corr.release(time.monotonic_ns()):
+                totals.add(explain(inc))
+            now = time.monotonic()
+            if now - last_tw >= 1.0:
+                last_tw = now
+                per_comm: Counter = Counter()
+                for (_p, _f, _a, _r), (n, comm) in capture.active_closes().items():
+                    per_comm[comm] += n
+                tw.add(now, dict(per_comm))
+            if duration_s and now - started >= duration_s:
+                break
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        capture.close()
+        for s, h in old.items():
+            signal.signal(s, h)
