@@ -50,6 +50,19 @@ enum tte_sk_rst_reason { TTE_RST_REASON_PLACEHOLDER = 0 };
 #ifndef TTE_NSEC_PER_JIFFY
 #define TTE_NSEC_PER_JIFFY 4000000ULL
 #endif
+#ifndef TTE_STORM_LIMIT
+#define TTE_STORM_LIMIT 3000 /* full records per CPU per second; the rest are counted, summarized */
+#endif
+#ifndef TTE_STORM_SAMPLE
+#define TTE_STORM_SAMPLE 50  /* full records per CPU per second while in a storm */
+#endif
+/* The rate is judged over 100 ms windows, so a storm is caught within 100 ms; the budgets
+ * above are per second and are split evenly over the windows. */
+#define TTE_STORM_WINDOW_NS 100000000ULL
+#define TTE_STORM_WINDOWS_PER_S 10
+#ifndef TTE_MAX_STORM_KEYS
+#define TTE_MAX_STORM_KEYS 2048
+#endif
 #ifndef TTE_EMIT_STATES
 #define TTE_EMIT_STATES 0
 #endif
@@ -259,6 +272,22 @@ BPF_PERCPU_ARRAY(wakeups, u64, 1);
 /* scratch: per-CPU staging for the closed-table value (too big for the 512-byte stack). */
 BPF_PERCPU_ARRAY(scratch, struct tte_closed, 1);
 
+/* storm: events beyond TTE_STORM_LIMIT per CPU per second, counted per summary key instead of
+ * sent one by one. insert/update: admit(); read and delete: user space once a second (lookup
+ * and delete in a batch). Bounded by TTE_MAX_STORM_KEYS; an event that finds it full counts as
+ * lost, never silently dropped. */
+BPF_HASH(storm, struct tte_storm_key, u64, TTE_MAX_STORM_KEYS);
+struct tte_rate {
+    u64 window_ns;
+    u64 count;     /* full records sent in this window */
+    u64 seen;      /* events in this window, sent or counted */
+    u64 prev_seen; /* events in the previous window */
+};
+/* rate: per-CPU event counts in 100 ms windows. A CPU whose previous window exceeded its share
+ * of TTE_STORM_LIMIT events is in a storm: it sends only TTE_STORM_SAMPLE full records per second
+ * and counts the rest, so user space costs almost nothing while the storm lasts. */
+BPF_PERCPU_ARRAY(rate, struct tte_rate, 1);
+
 BPF_RINGBUF_OUTPUT(events, TTE_RINGBUF_PAGES);
 
 static __always_inline void stat_inc(u32 idx)
@@ -460,6 +489,72 @@ static __always_inline int filtered_out(u32 pid, const char *comm, u32 netns, u1
     return 0;
 }
 
+/* Whether this event may go out as a full record. Beyond the per-CPU rate it is counted in the
+ * storm map under its summary key, so a reset storm costs a hash update per event, not a trip
+ * through user space, and is still shown (summarized) and counted. */
+static __always_inline int admit(u8 type, u8 state, s32 reason, s32 err, u32 pid, const char *comm,
+                                 u16 family, const u8 *raddr, u16 port)
+{
+    u32 zero = 0;
+    struct tte_rate *rt = rate.lookup(&zero);
+    if (!rt)
+        return 1;
+    u64 now = bpf_ktime_get_ns();
+    if (now - rt->window_ns >= TTE_STORM_WINDOW_NS) {
+        /* a window that ended long ago (idle CPU) says nothing about now */
+        rt->prev_seen = now - rt->window_ns < 2 * TTE_STORM_WINDOW_NS ? rt->seen : 0;
+        rt->window_ns = now;
+        rt->count = 0;
+        rt->seen = 0;
+    }
+    rt->seen++;
+    u64 limit = rt->prev_seen > TTE_STORM_LIMIT / TTE_STORM_WINDOWS_PER_S
+                    ? (TTE_STORM_SAMPLE + TTE_STORM_WINDOWS_PER_S - 1) / TTE_STORM_WINDOWS_PER_S
+                    : TTE_STORM_LIMIT / TTE_STORM_WINDOWS_PER_S;
+    if (rt->count < limit) {
+        rt->count++;
+        return 1;
+    }
+    struct tte_storm_key k = {};
+    k.type = type;
+    k.state = state;
+    k.family = family;
+    k.reason = reason;
+    k.err = err;
+    k.pid = pid;
+    k.port = port;
+    if (raddr)
+        __builtin_memcpy(k.raddr, raddr, 16);
+    if (comm)
+        __builtin_memcpy(k.comm, comm, TTE_COMM_LEN);
+    u64 *v = storm.lookup(&k);
+    if (v) {
+        __sync_fetch_and_add(v, 1);
+    } else {
+        u64 one = 1;
+        if (storm.insert(&k, &one)) {
+            v = storm.lookup(&k);   /* another CPU inserted it first */
+            if (v)
+                __sync_fetch_and_add(v, 1);
+            else {
+                stat_inc(TTE_STAT_LOST); /* the summary table is full */
+                return 0;
+            }
+        }
+    }
+    stat_inc(TTE_STAT_SUMMARIZED);
+    return 0;
+}
+
+static __always_inline u16 service_port(const struct tte_sock *s, u16 lport, u16 rport)
+{
+    if (s && (s->opened << 8) == TTE_F_ACCEPTED)
+        return lport;
+    if (s && (s->opened << 8) == TTE_F_CONNECTED)
+        return rport;
+    return lport < rport ? lport : rport;
+}
+
 static __always_inline struct tte_record *reserve(void)
 {
     struct tte_record *r = events.ringbuf_reserve(sizeof(struct tte_record));
@@ -563,6 +658,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         /* A socket that predates the tracer: report the change with what the event itself has. */
         if (filtered_out(0, 0, sk_netns(sk), args->sport, args->dport))
             return 0;
+        if (!admit(TTE_REC_STATE, ns, -1, 0, 0, 0, args->family, 0, args->sport))
+            return 0;
         struct tte_record *r = reserve();
         if (!r)
             return 0;
@@ -617,6 +714,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         stat_inc(TTE_STAT_STATE_BASE + os * 16 + ns);
 
 #if TTE_EMIT_STATES
+    if (!admit(TTE_REC_STATE, ns, -1, 0, s->pid, s->comm, s->family, s->raddr, args->sport))
+        return 0;
     struct tte_record *r = reserve();
     if (!r)
         return 0;
@@ -829,6 +928,9 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
         stat_inc(TTE_STAT_RST_SENT_BASE + reason);
     else
         stat_inc(TTE_STAT_RST_SENT_BASE + 63);
+    if (!admit(TTE_REC_RESET_SENT, state, reason, 0, pid, comm, t.family, t.raddr,
+               service_port(c ? &c->sock : s, t.lport, t.rport)))
+        return 0;
 
     struct tte_record *r = reserve();
     if (!r)
@@ -885,6 +987,17 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
         return 0;
     }
     stat_inc(TTE_STAT_RST_RECEIVED);
+    u8 rstate = rd_u8(sk, TTE_OFF_SKC_STATE);
+    {
+        u8 ra[16] = {};
+        if (args->family == TTE_AF_INET6)
+            __builtin_memcpy(ra, args->daddr_v6, 16);
+        else
+            __builtin_memcpy(ra, args->daddr, 4);
+        if (!admit(TTE_REC_RESET_RECEIVED, rstate, -1, 0, pid, comm, args->family, ra,
+                   service_port(s, args->sport, args->dport)))
+            return 0;
+    }
 
     struct tte_record *r = reserve();
     if (!r)
@@ -894,7 +1007,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     r->skaddr = key;
     r->reason = -1;
     /* tcp_reset() fires this before tcp_done(): the state is the one the RST arrived in. */
-    r->state = rd_u8(sk, TTE_OFF_SKC_STATE);
+    r->state = rstate;
     r->family = args->family;
     r->lport = args->sport;
     r->rport = args->dport;
@@ -957,6 +1070,9 @@ RAW_TRACEPOINT_PROBE(inet_sk_error_report)
     }
     if (err < 160)
         stat_inc(TTE_STAT_ABORT_BASE + err);
+    if (!admit(TTE_REC_ABORT, rd_u8(sk, TTE_OFF_SKC_STATE), -1, err, pid, comm, family,
+               s ? s->raddr : 0, service_port(s, lport, rport)))
+        return 0;
 
     struct tte_record *r = reserve();
     if (!r)

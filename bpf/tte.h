@@ -96,9 +96,24 @@ struct tte_record {
 #define TTE_STAT_SOCKS_DELETE  4   /* per-socket table deletes (tcp_destroy_sock) */
 #define TTE_STAT_RST_RECEIVED  5
 #define TTE_STAT_CLOSED_INSERT 6
+#define TTE_STAT_SUMMARIZED    7   /* over the per-CPU rate: counted in the storm map instead */
 #define TTE_STAT_RST_SENT_BASE 16  /* + reason (0..63); reason unknown counts at +63 */
 #define TTE_STAT_ABORT_BASE    80  /* + errno (0..159) */
 #define TTE_STAT_STATE_BASE    240 /* + old * 16 + new */
 #define TTE_STAT_MAX           496
+
+/* A storm summary bucket: events beyond the per-CPU rate are counted per key, not sent. */
+struct tte_storm_key {
+    __u8 type;
+    __u8 state;
+    __u16 family;
+    __s32 reason;
+    __s32 err;
+    __u32 pid;
+    __u16 port;       /* the service-side port: local if this side accepted, else remote */
+    __u16 _pad;
+    __u8 raddr[16];
+    char comm[TTE_COMM_LEN];
+};
 
 #endif /* TTE_H */

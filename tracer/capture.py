@@ -34,6 +34,7 @@ class Counters:
     rst_sent_by_reason: dict[str, int]
     aborts_by_errno: dict[int, int]
     states: dict[tuple[str, str], int]
+    summarized: int = 0
 
 
 def clock_offset_ns() -> int:
@@ -132,7 +133,15 @@ class Capture:
                 o, nw = divmod(i, 16)
                 states[(self.context.state_name(o) or "NONE", self.context.state_name(nw) or "NONE")] = n
         return Counters(lost=s[0], filtered=s[1], records=s[2], socks_insert=s[3], socks_delete=s[4],
-                        rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states)
+                        rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states,
+                        summarized=s[7])
+
+    def storm(self) -> list:
+        """Storm buckets since the last call, as tracer.storm.StormCount."""
+        from tracer.storm import decode_bucket
+
+        assert self._loader is not None and self.context is not None
+        return [decode_bucket(k, n, self.context) for k, n in self._loader.storm_drain()]
 
     def attached(self) -> int:
         assert self._loader is not None

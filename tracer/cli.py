@@ -83,6 +83,9 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--ready-file", type=click.Path(dir_okay=False, writable=True), help="Written once every probe is attached.")
 @click.option("--ringbuf-pages", type=click.IntRange(min=1), default=256, show_default=True,
               help="Ring buffer size in pages (a power of two); raise it if records are lost.")
+@click.option("--storm-limit", type=click.IntRange(min=1), default=3000, show_default=True,
+              help="Events per CPU per second explained one by one; beyond it the kernel counts them and "
+                   "they are shown as reset_storm summaries (during a storm, 50/s per CPU stay in full).")
 @click.option("--strict", is_flag=True, help="Exit with status 11 if any record was lost.")
 @click.option("--ignore-kernel-reason", is_flag=True, help="Infer reset reasons as on kernels without them.")
 @click.option("--io-hooks/--no-io-hooks", default=None, hidden=True, help="Force the per-I/O fallback hooks.")
@@ -92,7 +95,7 @@ def _print_version(ctx, param, value) -> None:
               help="Show versions and detected kernel features.")
 @click.pass_context
 def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states, record_path, ready_file,
-        ringbuf_pages, strict, ignore_kernel_reason, io_hooks, print_program, color) -> None:
+        ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color) -> None:
     """Explain every TCP reset and abort on this host as it happens: which process, how long
     the connection had been idle, who reset it, why, and what to change."""
     if ctx.invoked_subcommand is not None:
@@ -102,7 +105,8 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
 
     try:
         options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports), states=states,
-                          io_hooks=io_hooks, ringbuf_pages=ringbuf_pages, ignore_kernel_reason=ignore_kernel_reason)
+                          io_hooks=io_hooks, ringbuf_pages=ringbuf_pages, ignore_kernel_reason=ignore_kernel_reason,
+                          storm_limit=storm_limit)
     except ValueError as exc:
         raise click.UsageError(str(exc))
     limits = RunLimits(duration_s=duration, max_events=max_events, remote=_networks(remotes), strict=strict)

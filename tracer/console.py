@@ -100,6 +100,16 @@ class ConsoleSink:
         self._held.clear()
         self._shown = 0
 
+    def storm(self, buckets) -> None:
+        self.flush_storm()
+        total = sum(b.count for b in buckets)
+        t = Text()
+        t.append(f"  reset_storm: {total} more events in the last second were counted by the kernel, "
+                 "not sent one by one (over --storm-limit):", style="bold red")
+        for b in sorted(buckets, key=lambda b: -b.count)[:5]:
+            t.append("\n    " + b.describe())
+        self.console.print(t)
+
     def insight(self, ins) -> None:
         t = Text()
         t.append(f" {ins.kind} ", style="reverse bold red")
@@ -115,18 +125,21 @@ class ConsoleSink:
 
     def status(self, since: str, summary: Summary, counters: Counters) -> None:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_event.items())) or "no events yet"
-        t = Text(f"[tracing since {since}] {kinds}; records {counters.records}, lost {counters.lost}",
-                 style="dim")
+        t = Text(f"[tracing since {since}] {kinds}; records {counters.records}, summarized "
+                 f"{counters.summarized}, lost {counters.lost}", style="dim")
         if counters.lost:
             t.append(f" ({LOSS_HINT})", style="bold red")
         self.console.print(t)
 
-    def summary(self, summary: Summary, counters: Counters, seconds: float) -> None:
+    def summary(self, summary: Summary, counters: Counters, seconds: float, tables=None) -> None:
         self.flush_storm()
         c = self.console
-        c.print(Text(f"\nSummary: {summary.total} resets and aborts explained in {seconds:.0f} s; "
-                     f"records {counters.records}, lost {counters.lost}, filtered {counters.filtered}",
-                     style="bold"))
+        c.print(Text(f"\nSummary: {summary.total} resets and aborts explained in {seconds:.0f} s "
+                     f"({summary.summarized} of them in storm summaries); records {counters.records}, "
+                     f"lost {counters.lost}, filtered {counters.filtered}", style="bold"))
+        if tables:
+            c.print(Text("kernel tables: " + ", ".join(f"{k} {u}/{m}" for k, (u, m) in tables.items()),
+                         style="dim"))
         if counters.lost:
             c.print(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
         for title, counter in (("verdict", summary.by_verdict), ("process", summary.by_process),
@@ -163,6 +176,10 @@ class JsonSink:
     def flush_storm(self) -> None:
         pass
 
+    def storm(self, buckets) -> None:
+        self.err.write(json.dumps({"insight": "reset_storm", "summarized": sum(b.count for b in buckets),
+                                   "buckets": [b.to_json() for b in buckets]}, ensure_ascii=True) + "\n")
+
     def insight(self, ins) -> None:
         # Insights are not events: they go to stderr so stdout stays one event per line.
         self.err.write(json.dumps(ins.to_json(), ensure_ascii=True) + "\n")
@@ -173,7 +190,8 @@ class JsonSink:
     def status(self, since: str, summary: Summary, counters: Counters) -> None:
         pass
 
-    def summary(self, summary: Summary, counters: Counters, seconds: float) -> None:
+    def summary(self, summary: Summary, counters: Counters, seconds: float, tables=None) -> None:
         self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
                                    "lost": counters.lost, "filtered": counters.filtered,
-                                   "seconds": round(seconds, 1)}) + "\n")
+                                   "summarized": counters.summarized,
+                                   "seconds": round(seconds, 1), "tables": tables or {}}) + "\n")

@@ -104,17 +104,33 @@ class Correlator:
     def _group(self, records: list[Record]) -> list[Incident]:
         used: set[int] = set()
         incidents: list[Incident] = []
+        # Per socket, indices in time order (records arrive sorted): a partner is found by
+        # scanning neighbours within the join window, not the whole list, because under a storm
+        # the kernel reuses one socket address for many connections within a batch.
         by_sock: dict[tuple, list[int]] = {}
+        pos: dict[int, int] = {}
         for i, r in enumerate(records):
-            by_sock.setdefault((r.netns, r.skaddr), []).append(i)
+            lst = by_sock.setdefault((r.netns, r.skaddr), [])
+            pos[i] = len(lst)
+            lst.append(i)
 
         def partner(i: int, rtype: RecordType) -> Optional[int]:
             r = records[i]
-            for j in by_sock[(r.netns, r.skaddr)]:
-                if j != i and j not in used and records[j].type is rtype \
-                        and abs(records[j].ts_ns - r.ts_ns) <= JOIN_WINDOW_NS:
-                    return j
-            return None
+            lst = by_sock[(r.netns, r.skaddr)]
+            p = pos[i]
+            best = None
+            for step in (1, -1):
+                q = p + step
+                while 0 <= q < len(lst):
+                    j = lst[q]
+                    if abs(records[j].ts_ns - r.ts_ns) > JOIN_WINDOW_NS:
+                        break
+                    if j not in used and records[j].type is rtype:
+                        if best is None or abs(records[j].ts_ns - r.ts_ns) < abs(records[best].ts_ns - r.ts_ns):
+                            best = j
+                        break
+                    q += step
+            return best
 
         # Sent resets first: they may absorb this host's own receive (ABORT_ON_DATA).
         order = sorted(range(len(records)), key=lambda i: (records[i].type is not RecordType.RESET_SENT, i))

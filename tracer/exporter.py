@@ -65,12 +65,12 @@ class Totals:
         self.idle_sum: Counter = Counter()
         self.idle_count: Counter = Counter()
 
-    def add(self, e: Explanation) -> None:
+    def add(self, e: Explanation, n: int = 1) -> None:
         with self.lock:
             comm = self.comm(e.comm or "unknown")
-            self.events[(e.event, e.verdict.value, e.who.value, comm)] += 1
+            self.events[(e.event, e.verdict.value, e.who.value, comm)] += n
             if self.remote is not None:
-                self.by_remote[self.remote(endpoint(e.raddr, e.rport))] += 1
+                self.by_remote[self.remote(endpoint(e.raddr, e.rport))] += n
             if e.idle_s is not None:
                 b = self.idle_buckets.setdefault(e.event, [0] * len(IDLE_BUCKETS))
                 for i, edge in enumerate(IDLE_BUCKETS):
@@ -175,6 +175,8 @@ class KernelCollector:
                                   "full (raise --ringbuf-pages).", value=c.lost)
         yield CounterMetricFamily(f"{PREFIX}_records_filtered", "Events dropped in the kernel by filters.",
                                   value=c.filtered)
+        yield CounterMetricFamily(f"{PREFIX}_records_summarized", "Events over the per-CPU rate, counted in "
+                                  "the kernel's storm summaries instead of sent one by one.", value=c.summarized)
         yield GaugeMetricFamily(f"{PREFIX}_scrape_duration_seconds", "Duration of the previous scrape.",
                                 value=self.last_scrape_s)
         self.last_scrape_s = time.monotonic() - start
@@ -227,6 +229,9 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
             now = time.monotonic()
             if now - last_tw >= 1.0:
                 last_tw = now
+                for b in capture.storm():
+                    if b.type.value != "state":
+                        totals.add(b.explained(), b.count)
                 per_comm: Counter = Counter()
                 for (_p, _f, _a, _r), (n, comm) in capture.active_closes().items():
                     per_comm[comm] += n

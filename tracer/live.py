@@ -78,7 +78,7 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
         local = localaddrs.LocalAddresses()
         corr = Correlator(peer_is_local=local.contains)
         since = datetime.now().strftime("%H:%M:%S")
-        last_status = last_pidcheck = last_insight = time.monotonic()
+        last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
         closes = capture.active_closes()
         told: dict[tuple, float] = {}
         alive = set(options.pids)
@@ -110,6 +110,9 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
                 if not alive:
                     sink.notice("every traced process has exited; stopping")
                     break
+            if now - last_storm >= 1.0:
+                last_storm = now
+                _storm(capture, sink, summary)
             if now - last_insight >= INSIGHT_EVERY_S:
                 fresh = capture.active_closes()
                 for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
@@ -125,10 +128,11 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
         # Records already in the ring buffer still count: drain and explain them.
         corr.feed(capture.poll(0))
         emit(corr.release(None))
+        _storm(capture, sink, summary)
         counters = capture.counters()
         if writer is not None:
             writer.finish(end={"counters": _counters_json(counters), "local_addrs": sorted(local.seen)})
-        sink.summary(summary, counters, time.monotonic() - started)
+        sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
         if limits.strict and counters.lost:
             raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
         return summary
@@ -138,6 +142,13 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
             rec_fh.close()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _storm(capture: Capture, sink, summary: Summary) -> None:
+    buckets = capture.storm()
+    if buckets:
+        sink.storm(buckets)
+        summary.add_storm(buckets)
 
 
 def replay(path: str, sink, remote: Sequence[ipaddress._BaseNetwork] = ()) -> tuple[Summary, list[Explanation]]:

@@ -16,7 +16,7 @@ from tracer.program import Program
 OnRecord = Callable[[bytes], None]
 
 STAT_NAMES = {0: "lost", 1: "filtered", 2: "records", 3: "socks_insert", 4: "socks_delete",
-              5: "rst_received", 6: "closed_insert"}
+              5: "rst_received", 6: "closed_insert", 7: "summarized"}
 STAT_RST_SENT_BASE = 16
 STAT_ABORT_BASE = 80
 STAT_STATE_BASE = 240
@@ -67,6 +67,7 @@ class Loader:
                 f"the BPF program failed to compile or load: {exc}",
                 "run 'tcptrace-explain doctor' to see which kernel feature is missing",
             ) from exc
+        _release_compiler_heap()
         self._fill_set("filter_pids", ctypes.c_uint32, pids)
         self._fill_set("filter_ports", ctypes.c_uint16, ports)
         self._fill_set("filter_netns", ctypes.c_uint32, netns)
@@ -136,6 +137,25 @@ class Loader:
             out[(k.pid, k.family, bytes(k.raddr), k.rport)] = (v.count, v.comm.decode("utf-8", "replace"))
         return out
 
+    def storm_drain(self) -> list[tuple[dict, int]]:
+        """Read and delete the storm summary buckets: [(key fields, count)]."""
+        out = []
+        t = self._bpf[b"storm"]
+        try:
+            items = list(t.items_lookup_and_delete_batch())
+        except Exception:  # kernels without batch ops: read, then delete (may miss a few increments)
+            items = list(t.items())
+            for k, _ in items:
+                try:
+                    del t[k]
+                except KeyError:
+                    pass
+        for k, v in items:
+            out.append(({"type": k.type, "state": k.state, "family": k.family, "reason": k.reason,
+                         "err": k.err, "pid": k.pid, "port": k.port, "raddr": bytes(k.raddr),
+                         "comm": k.comm.decode("utf-8", "replace")}, int(getattr(v, "value", v))))
+        return out
+
     def attached(self) -> int:
         """Programs attached: tracepoints plus raw tracepoints."""
         b = self._bpf
@@ -146,6 +166,17 @@ class Loader:
 
     def table_max(self, name: str) -> int:
         return self._bpf[name.encode()].max_entries
+
+
+def _release_compiler_heap() -> None:
+    """Give the heap the in-process clang/LLVM compile left behind back to the OS.
+
+    Compiling takes tens of MB that glibc otherwise keeps for reuse; the tracer never compiles
+    again, so trim it (glibc only; a no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _has_bpf_caps() -> bool:

@@ -26,6 +26,11 @@ class Options:
     max_socks: int = 65536
     max_closed: int = 16384
     max_inodes: int = 65536
+    # Events per CPU per second sent in full; beyond it they are counted in the kernel and shown
+    # as reset_storm summaries, and while a storm lasts only storm_sample per second go out in
+    # full (so a storm costs a hash update per event, not Python work).
+    storm_limit: int = 3000
+    storm_sample: int = 50
     # Ignore the kernel's reset reason, to measure the inference on kernels that lack it.
     ignore_kernel_reason: bool = False
 
@@ -41,5 +46,7 @@ class Options:
                 raise ValueError(f"process name {c!r} must be 1-15 bytes (the kernel's comm)")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
             raise ValueError("ring buffer pages must be a power of two")
+        if self.storm_limit < 1:
+            raise ValueError("storm limit must be at least 1 record per CPU per second")
         if self.wakeup_every < 1:
             raise ValueError("wakeup_every must be at least 1")

@@ -130,6 +130,8 @@ def build(options: Options, features: Features, btf: Optional[Btf], hz: int) -> 
         "TTE_MAX_INODES": options.max_inodes,
         "TTE_RINGBUF_PAGES": options.ringbuf_pages,
         "TTE_WAKEUP_EVERY": options.wakeup_every,
+        "TTE_STORM_LIMIT": options.storm_limit,
+        "TTE_STORM_SAMPLE": min(options.storm_sample, options.storm_limit),
         "TTE_NSEC_PER_JIFFY": f"{1_000_000_000 // hz}ULL",
         "TTE_EMIT_STATES": int(options.states),
         "TTE_FILTER_PID": int(bool(options.pids)),

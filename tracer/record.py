@@ -10,7 +10,7 @@ DecodeContext, so replay decodes exactly as the live run did.
 from __future__ import annotations
 
 import errno as errno_mod
-import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 from enum import Enum
@@ -220,11 +220,16 @@ class Record:
         return (self.netns, self.laddr, self.lport, self.raddr, self.rport)
 
 
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
 def _addr(family: int, raw: bytes) -> str:
+    # inet_ntop is C; ipaddress objects cost more than the rest of decoding together.
     if family == AF_INET6:
-        a6 = ipaddress.IPv6Address(raw)
-        return str(a6.ipv4_mapped) if a6.ipv4_mapped else str(a6)
-    return str(ipaddress.IPv4Address(raw[:4]))
+        if raw[:12] == _V4_MAPPED:
+            return socket.inet_ntop(socket.AF_INET, raw[12:16])
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return socket.inet_ntop(socket.AF_INET, raw[:4])
 
 
 def _text(raw: bytes) -> str:

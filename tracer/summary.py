@@ -25,6 +25,7 @@ def _bump(c: Counter, key, n: int = 1) -> None:
 @dataclass
 class Summary:
     total: int = 0
+    summarized: int = 0                                  # of total: counted by the kernel in storms
     by_event: Counter = field(default_factory=Counter)
     by_verdict: Counter = field(default_factory=Counter)
     by_process: Counter = field(default_factory=Counter)
@@ -33,18 +34,25 @@ class Summary:
     fixes: dict = field(default_factory=dict)            # group -> first fix
     insights: list = field(default_factory=list)         # the latest insight per (kind, pid, remote)
 
-    def add(self, e: Explanation) -> None:
-        self.total += 1
+    def add(self, e: Explanation, n: int = 1) -> None:
+        self.total += n
         proc = f"{e.comm or '?'} ({e.pid})" if e.pid else "unknown process"
         remote = endpoint(e.raddr, e.rport)
-        _bump(self.by_event, e.event)
-        _bump(self.by_verdict, e.verdict.value)
-        _bump(self.by_process, proc)
-        _bump(self.by_remote, remote)
+        _bump(self.by_event, e.event, n)
+        _bump(self.by_verdict, e.verdict.value, n)
+        _bump(self.by_process, proc, n)
+        _bump(self.by_remote, remote, n)
         group = (e.verdict.value, proc, remote)
-        _bump(self.by_group, group)
+        _bump(self.by_group, group, n)
         if group not in self.fixes and e.fix:
             self.fixes[group] = e.fix[0]
+
+    def add_storm(self, buckets) -> None:
+        for b in buckets:
+            if b.type.value == "state":
+                continue
+            self.add(b.explained(), b.count)
+            self.summarized += b.count
 
     def add_insight(self, ins) -> None:
         self.insights = [i for i in self.insights if (i.kind, i.pid, i.remote) != (ins.kind, ins.pid, ins.remote)]
@@ -62,6 +70,7 @@ class Summary:
         top = self.top_fix()
         return {
             "total": self.total,
+            "summarized": self.summarized,
             "by_event": dict(self.by_event),
             "by_verdict": dict(self.by_verdict),
             "by_process": dict(self.by_process.most_common(20)),

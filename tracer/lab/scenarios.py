@@ -247,8 +247,11 @@ def act_nft_reject(topo: Topology, spawn: Spawn) -> dict:
                           " tcp dport 8080 reject with tcp reset\n }\n}\n")
     cl.release()
     cl.finish()
-    # Keep the server's socket open until the records are in (its FIN would draw a NO_SOCKET).
+    # Remove the rule before the server closes: it would also drop the client's answer (a
+    # NO_SOCKET reset) to the server's FIN, and the server would retransmit the FIN for seconds,
+    # drawing a reset each time, past the end of the scenario.
     time.sleep(0.3)
+    topo.nft(topo.server, "delete table inet tte_reject\n")
     sv.release()
     sv.finish()
     return {"client": _errors(cl)}

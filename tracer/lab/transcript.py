@@ -37,8 +37,8 @@ def live_console(scenario: str = "nat_idle", width: int = 110, extra_args: str =
     sc = BY_NAME[scenario]
     session = f"tte-{os.getpid()}"
     ready = tempfile.mktemp(prefix="tte-ready-")
-    cmd = (f"cd {shlex.quote(REPO)} && {shlex.quote(sys.executable)} -m tracer.cli --ready-file {ready} "
-           f"--color {extra_args}")
+    cmd = (f"cd {shlex.quote(REPO)} && COLUMNS={width} LINES=60 {shlex.quote(sys.executable)} -m tracer.cli "
+           f"--ready-file {ready} --color {extra_args}")
     _tmux("new-session", "-d", "-s", session, "-x", str(width), "-y", "60", cmd)
     try:
         _tmux("set-option", "-t", session, "remain-on-exit", "on")
@@ -52,12 +52,14 @@ def live_console(scenario: str = "nat_idle", width: int = 110, extra_args: str =
             time.sleep(1.0)
             screen = _capture(session)
         _tmux("send-keys", "-t", session, "C-c")
-        deadline = time.monotonic() + 20
-        final = _capture(session)
-        while "Summary:" not in final and time.monotonic() < deadline:
+        # The pane stays after the tracer exits (remain-on-exit): wait for the exit, so the whole
+        # summary is on screen, not just its first line.
+        deadline = time.monotonic() + 30
+        while _tmux("display-message", "-p", "-t", session, "#{pane_dead}").strip() != "1":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the tracer did not exit after Ctrl-C:\n" + _capture(session))
             time.sleep(0.2)
-            final = _capture(session)
-        return Transcript(screen=screen, final=final, truth=truth)
+        return Transcript(screen=screen, final=_capture(session), truth=truth)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         if os.path.exists(ready):
