@@ -51,7 +51,7 @@ enum tte_sk_rst_reason { TTE_RST_REASON_PLACEHOLDER = 0 };
 #define TTE_NSEC_PER_JIFFY 4000000ULL
 #endif
 #ifndef TTE_STORM_LIMIT
-#define TTE_STORM_LIMIT 3000 /* full records per CPU per second; the rest are counted, summarized */
+#define TTE_STORM_LIMIT 5000 /* full records per CPU per second; the rest are counted, summarized */
 #endif
 #ifndef TTE_STORM_SAMPLE
 #define TTE_STORM_SAMPLE 50  /* full records per CPU per second while in a storm */
@@ -297,33 +297,17 @@ static __always_inline void stat_inc(u32 idx)
         (*v)++;
 }
 
-static __always_inline u8 rd_u8(const void *base, long off)
-{
-    u8 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
-    return v;
-}
-
-static __always_inline u16 rd_u16(const void *base, long off)
-{
-    u16 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
-    return v;
-}
-
-static __always_inline u32 rd_u32(const void *base, long off)
-{
-    u32 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
-    return v;
-}
-
-static __always_inline u64 rd_u64(const void *base, long off)
-{
-    u64 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
-    return v;
-}
+/* A kernel field of type T at byte offset OFF from BASE (0 if the read faults). */
+#define RD(T, base, off)                                                           \
+    ({                                                                             \
+        T __v = 0;                                                                 \
+        bpf_probe_read_kernel(&__v, sizeof(__v), (const char *)(base) + (off));    \
+        __v;                                                                       \
+    })
+#define rd_u8(base, off) RD(u8, base, off)
+#define rd_u16(base, off) RD(u16, base, off)
+#define rd_u32(base, off) RD(u32, base, off)
+#define rd_u64(base, off) RD(u64, base, off)
 
 static __always_inline u32 sk_netns(const void *sk)
 {
@@ -448,6 +432,20 @@ static __always_inline void copy_sock(struct tte_record *r, const struct tte_soc
         r->last_send_ns = s->last_send_ns;
     if (s->last_recv_ns)
         r->last_recv_ns = s->last_recv_ns;
+}
+
+/* The record's owner: the socket table's entry, else the owner preloaded for its inode. */
+static __always_inline void fill_owner(struct tte_record *r, const struct tte_sock *s, const struct tte_owner *io)
+{
+    if (s) {
+        r->flags |= TTE_F_SOCK_KNOWN;
+        tuple_from_table(r, s);
+        copy_sock(r, s);
+    } else if (io) {
+        r->pid = io->pid;
+        __builtin_memcpy(r->comm, io->comm, TTE_COMM_LEN);
+        r->owner_src = TTE_OWNER_INODE;
+    }
 }
 
 /* Who owns this socket, for the filters: the table, else the inode table from start-up. */
@@ -955,15 +953,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     } else if (sk) {
         if (state != TTE_TCP_TIME_WAIT)
             r->flags |= flags_from_sk(sk);
-        if (s) {
-            r->flags |= TTE_F_SOCK_KNOWN;
-            tuple_from_table(r, s);
-            copy_sock(r, s);
-        } else if (io) {
-            r->pid = io->pid;
-            __builtin_memcpy(r->comm, io->comm, TTE_COMM_LEN);
-            r->owner_src = TTE_OWNER_INODE;
-        }
+        fill_owner(r, s, io);
         if (full_tcp_state(state) || state == TTE_TCP_CLOSE)
             read_tcp_fields(r, sk, now);
     }
@@ -1024,14 +1014,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     r->netns = netns;
     r->ino = ino;
     r->flags = flags_from_sk(sk);
-    if (s) {
-        r->flags |= TTE_F_SOCK_KNOWN;
-        copy_sock(r, s);
-    } else if (io) {
-        r->pid = io->pid;
-        __builtin_memcpy(r->comm, io->comm, TTE_COMM_LEN);
-        r->owner_src = TTE_OWNER_INODE;
-    }
+    fill_owner(r, s, io);
     if (full_tcp_state(r->state))
         read_tcp_fields(r, sk, now);
     submit(r);
@@ -1087,15 +1070,7 @@ RAW_TRACEPOINT_PROBE(inet_sk_error_report)
     r->netns = netns;
     r->ino = ino;
     r->flags = flags_from_sk(sk);
-    if (s) {
-        r->flags |= TTE_F_SOCK_KNOWN;
-        tuple_from_table(r, s);
-        copy_sock(r, s);
-    } else if (io) {
-        r->pid = io->pid;
-        __builtin_memcpy(r->comm, io->comm, TTE_COMM_LEN);
-        r->owner_src = TTE_OWNER_INODE;
-    }
+    fill_owner(r, s, io);
     read_tcp_fields(r, sk, now);
     submit(r);
     return 0;

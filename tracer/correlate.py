@@ -23,11 +23,13 @@ from typing import Callable, Iterable, Optional
 from tracer.record import Record, RecordType
 
 JOIN_WINDOW_NS = 50_000_000
-SETTLE_NS = 100_000_000
+# Records of one reset are produced within microseconds of each other and the consumer drains
+# the whole ring buffer at each poll, so 10 ms after its timestamp a record's partners are in.
+SETTLE_NS = 10_000_000
 PEER_WINDOW_NS = 1_000_000_000
 PEER_INDEX_MAX = 4096
-# A release never cuts between records closer than JOIN_WINDOW_NS, so the records of one reset
-# are judged together; under a storm with no such gap, it cuts anyway once this many wait.
+# A release holds back a settled record whose socket has a newer, unsettled record within
+# JOIN_WINDOW_NS (they may belong together); past this many pending records it holds nothing.
 PENDING_MAX = 20_000
 
 
@@ -89,16 +91,22 @@ class Correlator:
             ready, self._pending = self._pending, []
         else:
             cut = now_ns - self.settle_ns
-            ts = [r.ts_ns for r in self._pending]
-            last = -1
-            for i, t in enumerate(ts):
-                if t > cut:
-                    break
-                if i + 1 == len(ts) or ts[i + 1] - t > JOIN_WINDOW_NS or len(ts) > PENDING_MAX:
-                    last = i
-            if last < 0:
+            newest_unsettled: dict[tuple, int] = {}
+            for r in self._pending:
+                if r.ts_ns > cut:
+                    key = (r.netns, r.skaddr)
+                    newest_unsettled[key] = min(newest_unsettled.get(key, r.ts_ns), r.ts_ns)
+            hold = len(self._pending) <= PENDING_MAX
+            ready, keep = [], []
+            for r in self._pending:
+                later = newest_unsettled.get((r.netns, r.skaddr))
+                if r.ts_ns <= cut and not (hold and later is not None and later - r.ts_ns <= JOIN_WINDOW_NS):
+                    ready.append(r)
+                else:
+                    keep.append(r)
+            if not ready:
                 return []
-            ready, self._pending = self._pending[:last + 1], self._pending[last + 1:]
+            self._pending = keep
         return self._group(ready)
 
     def _group(self, records: list[Record]) -> list[Incident]:

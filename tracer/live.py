@@ -23,7 +23,7 @@ from tracer.options import Options
 from tracer.record import decode, RecordDecodeError
 from tracer.summary import Summary
 
-POLL_MS = 20
+POLL_MS = 10
 STATUS_EVERY_S = 10.0
 INSIGHT_EVERY_S = 5.0
 INSIGHT_REPEAT_S = 60.0

@@ -29,7 +29,7 @@ class Options:
     # Events per CPU per second sent in full; beyond it they are counted in the kernel and shown
     # as reset_storm summaries, and while a storm lasts only storm_sample per second go out in
     # full (so a storm costs a hash update per event, not Python work).
-    storm_limit: int = 3000
+    storm_limit: int = 5000
     storm_sample: int = 50
     # Ignore the kernel's reset reason, to measure the inference on kernels that lack it.
     ignore_kernel_reason: bool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tracer.lab import runner
-from tracer.lab.scenarios import SCENARIOS
+from tracer.lab.scenarios import BY_NAME, SCENARIOS
 
 pytestmark = pytest.mark.scenario
 
@@ -52,3 +52,23 @@ def test_scenario(capture, scenario):
         assert len(pile) == 1, result.insights
         assert pile[0].remote == f"{result.truth['server']}:8080" and pile[0].closes == result.truth["connections"]
         assert pile[0].time_wait_estimate >= 1000
+
+
+def test_verdicts_hold_live_with_the_kernels_reason_ignored():
+    """The switch compiles the program without the reason field (as on kernels before 6.10);
+    the inferred reasons must still lead to the expected verdicts, live."""
+    from tests.conftest import start_capture
+    from tracer.options import Options
+
+    cap, col = start_capture(Options(ignore_kernel_reason=True))
+    try:
+        names = ["unread_close", "linger0", "keepalive", "abort_on_data", "listener_close", "socket_destroy",
+                 "closed_port", "client_timeout"]
+        for name in names:
+            result = runner.run(BY_NAME[name], col)
+            sent = [x for x in result.explanations if x.event == "reset_sent"]
+            assert sent and all(x.reason.startswith("inferred:") for x in sent), name
+            assert runner.check(result) == [], name
+    finally:
+        col.stop()
+        cap.close()
