@@ -230,9 +230,18 @@ BPF_TABLE("lru_hash", u64, struct tte_sock, socks, TTE_MAX_SOCKS);
  *   covers a timewait's 60 s lifetime at up to TTE_MAX_CLOSED/60 closes per second. */
 BPF_TABLE("lru_hash", struct tte_tuple, struct tte_closed, closed, TTE_MAX_CLOSED);
 
-/* listeners: (netns << 16 | port) -> the listening socket's address, so an accepted child can
- * inherit the listener's owner. insert: ->LISTEN; delete: LISTEN->CLOSE; LRU bounded. */
-BPF_TABLE("lru_hash", u64, u64, listeners, TTE_MAX_LISTENERS);
+/* listeners: (netns << 16 | port) -> the owner of the listening socket, so an accepted child
+ * (cloned in softirq, in whatever task ran it) inherits its server's owner.
+ * insert: ->LISTEN, and user space at start-up for listeners that predate the tracer;
+ * delete: LISTEN->CLOSE by the same owner (another process may listen on the port with
+ * SO_REUSEPORT, e.g. across a reload); LRU bounded. */
+struct tte_listener {
+    u32 pid;
+    u32 _pad;
+    char comm[TTE_COMM_LEN];
+    char thread[TTE_COMM_LEN];
+};
+BPF_TABLE("lru_hash", u64, struct tte_listener, listeners, TTE_MAX_LISTENERS);
 
 /* active_closes: connections closed first by this host (ESTABLISHED -> FIN_WAIT1), per owner
  * and remote endpoint. The closer holds the TIME_WAIT socket for 60 s, so the rate of these is
@@ -413,6 +422,32 @@ static __always_inline void tuple_from_table(struct tte_record *r, const struct 
     __builtin_memcpy(r->raddr, s->raddr, 16);
 }
 
+static __always_inline int v4mapped(const u8 *a)
+{
+    /* ::ffff:0:0/96, read as words: a byte loop multiplies the verifier's states */
+    u32 w0, w1, w2;
+    __builtin_memcpy(&w0, a, 4);
+    __builtin_memcpy(&w1, a + 4, 4);
+    __builtin_memcpy(&w2, a + 8, 4);
+    return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff);
+}
+
+/* A dual-stack (AF_INET6) socket carrying IPv4 reports ::ffff:a.b.c.d addresses, while a
+ * segment-derived tuple (timewait, no socket) is plain AF_INET: key both the IPv4 way. */
+static __always_inline void tuple_unmap(struct tte_tuple *t)
+{
+    if (t->family != TTE_AF_INET6 || !v4mapped(t->laddr) || !v4mapped(t->raddr))
+        return;
+    u8 l[4], r[4];
+    __builtin_memcpy(l, t->laddr + 12, 4);
+    __builtin_memcpy(r, t->raddr + 12, 4);
+    __builtin_memset(t->laddr, 0, 16);
+    __builtin_memset(t->raddr, 0, 16);
+    __builtin_memcpy(t->laddr, l, 4);
+    __builtin_memcpy(t->raddr, r, 4);
+    t->family = TTE_AF_INET;
+}
+
 static __always_inline void copy_sock(struct tte_record *r, const struct tte_sock *s)
 {
     r->flags |= (u32)s->opened << 8;
@@ -535,7 +570,7 @@ static __always_inline int admit(u8 type, u8 state, s32 reason, s32 err, u32 pid
             if (v)
                 __sync_fetch_and_add(v, 1);
             else {
-                stat_inc(TTE_STAT_LOST); /* the summary table is full */
+                stat_inc(TTE_STAT_STORM_FULL); /* the summary table is full */
                 return 0;
             }
         }
@@ -624,8 +659,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         if (os == TTE_TCP_LISTEN) {
             /* Accepted child: softirq, possibly in an unrelated task. Inherit the listener's owner. */
             u64 lkey = ((u64)fresh.netns << 16) | args->sport;
-            u64 *lsk = listeners.lookup(&lkey);
-            struct tte_sock *ls = lsk ? socks.lookup(lsk) : 0;
+            struct tte_listener *ls = listeners.lookup(&lkey);
             fresh.opened = TTE_F_ACCEPTED >> 8;
             if (ls) {
                 fresh.pid = ls->pid;
@@ -642,7 +676,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             return 0; /* not ours: keep neither the entry nor its cost */
         if (ns == TTE_TCP_LISTEN) {
             u64 lkey = ((u64)fresh.netns << 16) | args->sport;
-            listeners.update(&lkey, &key);
+            struct tte_listener l = {};
+            l.pid = fresh.pid;
+            __builtin_memcpy(l.comm, fresh.comm, TTE_COMM_LEN);
+            __builtin_memcpy(l.thread, fresh.thread, TTE_COMM_LEN);
+            listeners.update(&lkey, &l);
         }
         fresh.state = ns;
         fresh.state_ns = now;
@@ -651,6 +689,32 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         s = socks.lookup(&key);
         if (!s)
             return 0;
+    } else if (!s && (ns == TTE_TCP_FIN_WAIT1 || (os == TTE_TCP_CLOSE_WAIT && ns == TTE_TCP_LAST_ACK))) {
+        /* A socket that predates the tracer, closed by its owner (close() runs in the owner's
+         * syscall): from here on it has an owner, and its timewait history can be kept. */
+        struct tte_sock fresh = {};
+        fresh.netns = sk_netns(sk);
+        capture_owner(&fresh, TTE_OWNER_CLOSE);
+        if (filtered_out(fresh.pid, fresh.comm, fresh.netns, args->sport, args->dport))
+            return 0;
+        fresh.state = ns;
+        fresh.state_ns = now;
+        fresh.close_ns = now;
+        fresh.family = args->family;
+        fresh.lport = args->sport;
+        fresh.rport = args->dport;
+        if (args->family == TTE_AF_INET6) {
+            __builtin_memcpy(fresh.laddr, args->saddr_v6, 16);
+            __builtin_memcpy(fresh.raddr, args->daddr_v6, 16);
+        } else {
+            __builtin_memcpy(fresh.laddr, args->saddr, 4);
+            __builtin_memcpy(fresh.raddr, args->daddr, 4);
+        }
+        socks.update(&key, &fresh);
+        stat_inc(TTE_STAT_SOCKS_INSERT);
+        if (os == TTE_TCP_ESTABLISHED)
+            count_active_close(&fresh);
+        return 0;
     } else if (!s) {
 #if TTE_EMIT_STATES && !TTE_FILTER_PID && !TTE_FILTER_COMM
         /* A socket that predates the tracer: report the change with what the event itself has. */
@@ -704,7 +768,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         }
         if (os == TTE_TCP_LISTEN && ns == TTE_TCP_CLOSE) {
             u64 lkey = ((u64)s->netns << 16) | args->sport;
-            listeners.delete(&lkey);
+            struct tte_listener *l = listeners.lookup(&lkey);
+            if (l && l->pid == s->pid)
+                listeners.delete(&lkey);
         }
     }
 
@@ -767,6 +833,7 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
                 __builtin_memcpy(t.laddr, args->saddr, 4);
                 __builtin_memcpy(t.raddr, args->daddr, 4);
             }
+            tuple_unmap(&t);
             __builtin_memcpy(&c->sock, s, sizeof(c->sock));
             c->destroy_ns = now;
             c->last_send_ns = jiffies_to_ns(rd_u32(sk, TTE_OFF_TP_LSNDTIME), now_j, now);
@@ -821,10 +888,13 @@ static __always_inline void remote_from_skb(struct tte_tuple *t, const void *skb
     if (version == 4) {
         t->family = TTE_AF_INET;
         __builtin_memset(t->raddr, 0, 16);
+        __builtin_memset(t->laddr, 0, 16);
         bpf_probe_read_kernel(t->raddr, 4, head + nh + 12); /* iphdr.saddr */
+        bpf_probe_read_kernel(t->laddr, 4, head + nh + 16); /* iphdr.daddr: ours, not 0.0.0.0 */
     } else if (version == 6) {
         t->family = TTE_AF_INET6;
-        bpf_probe_read_kernel(t->raddr, 16, head + nh + 8); /* ipv6hdr.saddr */
+        bpf_probe_read_kernel(t->raddr, 16, head + nh + 8);  /* ipv6hdr.saddr */
+        bpf_probe_read_kernel(t->laddr, 16, head + nh + 24); /* ipv6hdr.daddr */
     } else {
         return;
     }
@@ -903,6 +973,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 
     if (state == TTE_TCP_LISTEN && skb && t.rport == 0)
         remote_from_skb(&t, skb);
+    tuple_unmap(&t);
 
     struct tte_sock *s = 0;
     struct tte_closed *c = 0;
@@ -915,6 +986,10 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     } else {
         s = socks.lookup(&key);
         ino = sk_inode(sk);
+        if (!s)
+            /* An orphan's own reset (data after close): tcp_done() has already destroyed the
+             * socket and moved its history to the closed table by the time this fires. */
+            c = closed.lookup(&t);
     }
     u32 pid = c ? c->sock.pid : owner_of(s, ino, &io);
     const char *comm = c ? c->sock.comm : (s ? s->comm : (io ? io->comm : 0));
@@ -954,6 +1029,11 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
         if (state != TTE_TCP_TIME_WAIT)
             r->flags |= flags_from_sk(sk);
         fill_owner(r, s, io);
+        if (state == TTE_TCP_LISTEN) {
+            /* the listener's own history is not the connection's */
+            r->birth_ns = r->estab_ns = r->state_ns = r->close_ns = r->fin_ns = 0;
+            r->flags &= ~(u32)TTE_F_SOCK_KNOWN;
+        }
         if (full_tcp_state(state) || state == TTE_TCP_CLOSE)
             read_tcp_fields(r, sk, now);
     }

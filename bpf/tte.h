@@ -97,6 +97,7 @@ struct tte_record {
 #define TTE_STAT_RST_RECEIVED  5
 #define TTE_STAT_CLOSED_INSERT 6
 #define TTE_STAT_SUMMARIZED    7   /* over the per-CPU rate: counted in the storm map instead */
+#define TTE_STAT_STORM_FULL    8   /* over the rate and the storm map was full: counted only here */
 #define TTE_STAT_RST_SENT_BASE 16  /* + reason (0..63); reason unknown counts at +63 */
 #define TTE_STAT_ABORT_BASE    80  /* + errno (0..159) */
 #define TTE_STAT_STATE_BASE    240 /* + old * 16 + new */

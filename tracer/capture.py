@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from tracer import kernel, loader as loader_mod, procfs, program as program_mod
 from tracer.btf import Btf, BtfError
-from tracer.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound
+from tracer.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound, TteError
 from tracer.features import Features, read_features
 from tracer.options import Options
 from tracer.record import DecodeContext, Record, RecordDecodeError, decode
@@ -35,6 +35,7 @@ class Counters:
     aborts_by_errno: dict[int, int]
     states: dict[tuple[str, str], int]
     summarized: int = 0
+    storm_full: int = 0
 
 
 def clock_offset_ns() -> int:
@@ -52,6 +53,7 @@ class Capture:
         self._loader: Optional[loader_mod.Loader] = None
         self._pending: list[Record] = []
         self._raw_sink: Optional[Callable[[bytes], None]] = None
+        self._sink_error: Optional[OSError] = None
 
     def preflight(self) -> None:
         """The checks a user most often fails, in the order that gives the right advice."""
@@ -68,6 +70,10 @@ class Capture:
         for pid in self.options.pids:
             if not procfs.process_exists(pid):
                 raise ProcessNotFound(pid)
+            tgid = procfs.thread_group(pid)
+            if tgid is not None and tgid != pid:
+                raise TteError(f"{pid} is a thread of process {tgid}; --pid takes a process id",
+                               f"use --pid {tgid}")
         try:
             btf = Btf.load(kernel.BTF_PATH) if kernel.btf_present() else None
         except BtfError as exc:
@@ -94,15 +100,21 @@ class Capture:
             self.build()
         assert self.program is not None
         owners = procfs.socket_owners(self.options.pids or None, limit=self.options.max_inodes)
+        listening = procfs.listening_owners(owners)
         self._raw_sink = raw_sink
         self._loader = loader_mod.Loader(self.program)
         self._loader.load(pids=self.options.pids, ports=self.options.ports, netns=self.options.netns,
-                          comms=self.options.comms, inode_owners=owners)
+                          comms=self.options.comms, inode_owners=owners, listeners=listening)
         self._loader.open_records(self._on_raw)
 
     def _on_raw(self, data: bytes) -> None:
-        if self._raw_sink is not None:
-            self._raw_sink(data)
+        # Runs inside a ctypes callback, where an exception would only be printed and ignored:
+        # keep the first failure and raise it from poll().
+        if self._raw_sink is not None and self._sink_error is None:
+            try:
+                self._raw_sink(data)
+            except OSError as exc:
+                self._sink_error = exc
         assert self.context is not None
         try:
             self._pending.append(decode(data, self.context))
@@ -112,6 +124,9 @@ class Capture:
     def poll(self, timeout_ms: int = 20) -> list[Record]:
         assert self._loader is not None, "start() first"
         self._loader.poll(timeout_ms)
+        if self._sink_error is not None:
+            raise TteError(f"cannot write the recording: {self._sink_error.strerror or self._sink_error}",
+                           "free space or choose another --record path")
         out, self._pending = self._pending, []
         return out
 
@@ -134,7 +149,7 @@ class Capture:
                 states[(self.context.state_name(o) or "NONE", self.context.state_name(nw) or "NONE")] = n
         return Counters(lost=s[0], filtered=s[1], records=s[2], socks_insert=s[3], socks_delete=s[4],
                         rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states,
-                        summarized=s[7])
+                        summarized=s[7], storm_full=s[8])
 
     def storm(self) -> list:
         """Storm buckets since the last call, as tracer.storm.StormCount."""

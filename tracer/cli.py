@@ -83,7 +83,7 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--ready-file", type=click.Path(dir_okay=False, writable=True), help="Written once every probe is attached.")
 @click.option("--ringbuf-pages", type=click.IntRange(min=1), default=256, show_default=True,
               help="Ring buffer size in pages (a power of two); raise it if records are lost.")
-@click.option("--storm-limit", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--storm-limit", type=click.IntRange(min=10), default=5000, show_default=True,
               help="Events per CPU per second explained one by one; beyond it the kernel counts them and "
                    "they are shown as reset_storm summaries (during a storm, 50/s per CPU stay in full).")
 @click.option("--strict", is_flag=True, help="Exit with status 11 if any record was lost.")
@@ -205,6 +205,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # The reader went away (e.g. `| head`): point stdout at /dev/null so the interpreter's
+        # final flush does not complain, and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception:  # noqa: BLE001 - the boundary: never a bare traceback for users
         click.echo("tcptrace-explain: internal error (a bug); run again with TTE_DEBUG=1 and report the output",

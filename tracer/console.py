@@ -21,7 +21,7 @@ from rich.text import Text
 from tracer.capture import Counters
 from tracer.explain import Explanation, endpoint
 from tracer.safe import printable
-from tracer.summary import Summary
+from tracer.summary import Summary, service_endpoint
 from tracer.verdicts import Who
 
 MAX_BLOCKS_PER_S = 10
@@ -54,7 +54,7 @@ class ConsoleSink:
             self.flush_storm()
             self._window = now
         if self._shown >= MAX_BLOCKS_PER_S:
-            self._held[(e.verdict.value, printable(e.comm or "?"), endpoint(e.raddr, e.rport))] += 1
+            self._held[(e.verdict.value, printable(e.comm or "?"), service_endpoint(e))] += 1
             return
         self._shown += 1
         self.console.print(self.render(e))
@@ -142,6 +142,9 @@ class ConsoleSink:
                          style="dim"))
         if counters.lost:
             c.print(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+        if counters.storm_full:
+            c.print(Text(f"  {counters.storm_full} storm events were counted only in the kernel totals (the storm "
+                         "summary table was full: too many distinct processes/endpoints at once)", style="bold red"))
         for title, counter in (("verdict", summary.by_verdict), ("process", summary.by_process),
                                ("remote endpoint", summary.by_remote)):
             if not counter:
@@ -193,5 +196,5 @@ class JsonSink:
     def summary(self, summary: Summary, counters: Counters, seconds: float, tables=None) -> None:
         self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
                                    "lost": counters.lost, "filtered": counters.filtered,
-                                   "summarized": counters.summarized,
+                                   "summarized": counters.summarized, "storm_full": counters.storm_full,
                                    "seconds": round(seconds, 1), "tables": tables or {}}) + "\n")

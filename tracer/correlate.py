@@ -56,6 +56,14 @@ class Incident:
         return self.primary.ts_ns
 
 
+def _same_peer(a: Record, b: Record) -> bool:
+    """Records of one socket describe one connection: same remote end where both know it (a
+    socket address is reused by the next connection within microseconds under churn)."""
+    if a.rport and b.rport and (a.raddr, a.rport) != (b.raddr, b.rport):
+        return False
+    return True
+
+
 def _swapped(r: Record) -> tuple:
     return (r.raddr, r.rport, r.laddr, r.lport)
 
@@ -133,7 +141,7 @@ class Correlator:
                     j = lst[q]
                     if abs(records[j].ts_ns - r.ts_ns) > JOIN_WINDOW_NS:
                         break
-                    if j not in used and records[j].type is rtype:
+                    if j not in used and records[j].type is rtype and _same_peer(records[j], r):
                         if best is None or abs(records[j].ts_ns - r.ts_ns) < abs(records[best].ts_ns - r.ts_ns):
                             best = j
                         break

@@ -85,8 +85,8 @@ def run_checks() -> tuple[list[Check], Optional[Features]]:
         except (BtfError, TteError) as exc:
             checks.append(Check("BTF", False, str(exc), "report this kernel to the project"))
     else:
-        checks.append(Check("BTF", False, f"{kernel.BTF_PATH} missing",
-                            "use a kernel with CONFIG_DEBUG_INFO_BTF=y; without it, idle times need --io-hooks"))
+        checks.append(Check("BTF", False, f"{kernel.BTF_PATH} missing: socket fields cannot be located",
+                            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian's kernels are)"))
     ringbuf = btf is not None and btf.has_struct("bpf_ringbuf")
     checks.append(Check("ring buffer", ringbuf or btf is None,
                         "BPF ring buffer available" if ringbuf else "could not confirm BPF ring buffer (Linux 5.8+)",

@@ -8,6 +8,7 @@ shared/reference/kernel-tcp-resets.md §4.2 and the result is marked "inferred:N
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errno_mod
 import os
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from tracer.verdicts import Confidence, Verdict, Who
 # A reset received within this long of our first send after an idle period of at least
 # STALE_MIN_IDLE_S answered that send: the idle flow had been forgotten on the way.
 STALE_MIN_IDLE_S = 1.0
+# A connection destroyed longer ago than this is not the one a late segment belonged to
+# (timewait lives 60 s; conntrack and NAT mappings turn over): treat the segment as unknown.
+CLOSED_JOIN_MAX_NS = 120_000_000_000
 # A close this soon after the last data is the peer being done, not a timeout firing.
 MIN_TIMEOUT_GAP_NS = 50_000_000
 LIVE_STATES = ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "SYN_RECV", "LAST_ACK", "CLOSING")
@@ -56,6 +60,7 @@ class Explanation:
     inferred: Mapping[str, float] = field(default_factory=dict)
     peer: Optional[Mapping[str, object]] = None
     ts_ns: int = 0
+    accepted: bool = False   # this side accepted the connection (it is the server)
 
     def to_json(self) -> dict:
         d = {
@@ -258,7 +263,7 @@ def _sent(inc: Incident, reason: str, f: Facts) -> Judgement:
                              "with a reset (the client sees 'connection refused').",
                              [f"start the service on port {r.lport}, or point the client at the port it listens on",
                               "if the service restarts, make clients retry connects with backoff"])
-        if r.flag("from_closed") and r.destroy_ns:
+        if r.flag("from_closed") and r.destroy_ns and r.ts_ns - r.destroy_ns <= CLOSED_JOIN_MAX_NS:
             return Judgement(Verdict.DATA_AFTER_CLOSE, Who.LOCAL, Confidence.HIGH,
                              f"{there} kept sending {dur(r.ts_ns - r.destroy_ns)} after {me} had closed and "
                              "the kernel had forgotten the connection; the segment got a reset.",
@@ -318,7 +323,8 @@ def _sent(inc: Incident, reason: str, f: Facts) -> Judgement:
                              ["drain the accept queue before closing the listener (graceful shutdown), or stop "
                               "routing traffic to the instance first"])
         if r.state == "CLOSE":
-            return Judgement(Verdict.LINGER_ABORT, Who.LOCAL, Confidence.HIGH,
+            return Judgement(Verdict.LINGER_ABORT, Who.LOCAL,
+                             Confidence.HIGH if r.flag("linger") else Confidence.MEDIUM,
                              f"{me} closed its connection to {there} abortively (SO_LINGER on with a 0 s timeout): "
                              "the kernel sends a reset instead of a FIN and drops unsent data.",
                              ["remove SO_LINGER {on, 0} (Java Socket.setSoLinger(true, 0), Netty ChannelOption.SO_LINGER "
@@ -400,22 +406,28 @@ def _received(inc: Incident, f: Facts) -> Judgement:
                           "retry connects with backoff while the service restarts"])
     if r.state == "CLOSE_WAIT":
         gap = f.gap_before_fin_ns
-        if r.flag("connected"):
+        timed = gap is not None and gap >= MIN_TIMEOUT_GAP_NS
+        if r.flag("connected") and timed:
+            limit = gap / 1e9
+            comp = knowledge.component_near(limit, "fin")
             j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.HIGH,
                           f"The server {there} closed this idle pooled connection (FIN) after "
                           f"{dur(gap)} without traffic; {me} reused it {dur(f.since_fin_ns)} later and the server "
                           "answered with a reset.",
-                          [])
-            if gap is not None:
-                limit = gap / 1e9
-                j.inferred["peer_keepalive_timeout_s"] = round(limit, 3)
-                comp = knowledge.component_near(limit, "fin")
-                j.evidence.append(f"the server's idle (keep-alive) timeout is about {secs(limit)}"
-                                  + (f": {comp.component}" if comp else ""))
-                j.fix = knowledge.pool_idle_fix(limit)
+                          knowledge.pool_idle_fix(limit))
+            j.inferred["peer_keepalive_timeout_s"] = round(limit, 3)
+            j.evidence.append(f"the server's idle (keep-alive) timeout is about {secs(limit)}"
+                              + (f": {comp.component}" if comp else ""))
             j.fix.append("or check pooled connections for a FIN (CLOSE_WAIT) before reuse, and retry idempotent "
                          "requests once on a reset")
-        else:
+        elif r.flag("connected"):
+            j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.HIGH,
+                          f"The server {there} closed the connection right after its last data (it was done, "
+                          f"e.g. 'Connection: close'); {me} wrote {dur(f.since_fin_ns)} later and the server "
+                          "answered with a reset.",
+                          ["read the response to the end and honour 'Connection: close': do not reuse the "
+                           "connection after the server's FIN"])
+        elif r.flag("accepted") and timed:
             j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.HIGH,
                           f"The client {there} gave up and closed the connection (FIN) {dur(gap)} after the last "
                           f"data; {me} wrote {dur(f.since_fin_ns)} later and the client answered with a reset. "
@@ -425,13 +437,23 @@ def _received(inc: Incident, f: Facts) -> Judgement:
                            "stop work when the client disconnects (Netty channelInactive, servlet async "
                            "onError/onTimeout)",
                            "behind proxies: keep timeouts ordered client > proxy > server"])
-            if gap is not None and gap >= MIN_TIMEOUT_GAP_NS:
-                j.inferred["client_read_timeout_s"] = round(gap / 1e9, 3)
-                j.evidence.append(f"the client closed {dur(gap)} after the last data: likely its read timeout")
-            elif gap is not None:
-                j.text = (f"The client {there} closed its side right after the last data (it was done, or shut "
+            j.inferred["client_read_timeout_s"] = round(gap / 1e9, 3)
+            j.evidence.append(f"the client closed {dur(gap)} after the last data: likely its read timeout")
+        elif r.flag("accepted"):
+            j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.HIGH,
+                          f"The client {there} closed its side right after the last data (it was done, or shut "
                           f"the connection down); {me} wrote {dur(f.since_fin_ns)} later and the client answered "
-                          "with a reset. The next write fails with EPIPE (Broken pipe).")
+                          "with a reset. The next write fails with EPIPE (Broken pipe).",
+                          ["stop writing once the peer has closed its side (a read returning 0 / EOF)"])
+        else:
+            # The socket predates the tracer: which side opened it is unknown.
+            j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.MEDIUM,
+                          f"{there} had closed the connection (FIN) and {me} wrote to it anyway; the peer "
+                          "answered with a reset (EPIPE on the next write). If this side is a client reusing a "
+                          "pooled connection, the server's keep-alive timeout closed it; if it is a server, the "
+                          "client gave up (its timeout).",
+                          ["clients: keep pool idle times below the server's keep-alive timeout",
+                           "servers: respond within the client's timeout and stop work when it disconnects"])
         if p is not None:
             j.evidence.append(_peer_desc(p))
         return j
@@ -486,7 +508,9 @@ def _received(inc: Incident, f: Facts) -> Judgement:
 def _stale(inc: Incident, f: Facts, conf: Confidence, why: str) -> Judgement:
     r = inc.primary
     idle = f.idle_s or 0.0
-    comp = knowledge.component_near(idle)
+    # Only components that forget flows and answer with a reset: servers that close with a FIN
+    # (nginx, Tomcat, ALB...) leave CLOSE_WAIT, which is another verdict.
+    comp = knowledge.component_near(idle, "reset")
     j = Judgement(Verdict.STALE_AFTER_IDLE, Who.MIDDLEBOX, conf,
                   f"{proc(r)} reused its connection to {endpoint(r.raddr, r.rport)} after {secs(idle)} idle "
                   f"and got a reset: {why}",
@@ -504,7 +528,10 @@ def _abort(inc: Incident, f: Facts) -> Judgement:
     there = endpoint(r.raddr, r.rport)
     e = inc.errno
     if e == "ETIMEDOUT":
-        if not r.estab_ns:
+        # Never established: the table saw no ESTABLISHED, or (socket unknown to the table) the
+        # kernel never set the receive timestamp it sets at establishment.
+        never = (not r.estab_ns) if r.flag("sock_known") else r.last_recv_ns is None
+        if never and r.retrans <= 16:
             return Judgement(Verdict.SYN_TIMEOUT, Who.UNKNOWN, Confidence.HIGH,
                              f"{me}'s connection attempt to {there} got no answer at all; the kernel gave up after "
                              f"{r.retrans} SYN retransmissions (ETIMEDOUT). The host is down or a firewall drops.",
@@ -534,6 +561,11 @@ def _abort(inc: Incident, f: Facts) -> Judgement:
 
 def explain(inc: Incident) -> Explanation:
     r = inc.primary
+    if not r.pid and inc.self_received is not None and inc.self_received.pid:
+        # This host's own tcp_reset() on the socket saw the owner the reset record lacks.
+        s = inc.self_received
+        r = dataclasses.replace(r, pid=s.pid, comm=s.comm, thread=s.thread, owner_source=s.owner_source)
+        inc = dataclasses.replace(inc, primary=r)
     f = facts(inc)
     reason: Optional[str] = None
     if r.type is RecordType.RESET_SENT:
@@ -560,5 +592,5 @@ def explain(inc: Incident) -> Explanation:
         age_s=None if f.age_s is None else round(f.age_s, 3),
         verdict=j.verdict, who=j.who, confidence=j.confidence, explanation=j.text,
         evidence=tuple(j.evidence + f.evidence), fix=tuple(j.fix), netns=r.netns,
-        inferred=j.inferred, peer=peer, ts_ns=r.ts_ns,
+        inferred=j.inferred, peer=peer, ts_ns=r.ts_ns, accepted=r.flag("accepted") or r.state == "LISTEN",
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno as errno_mod
 import http.server
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -81,10 +82,22 @@ class Totals:
 
 
 class TimeWaitWindow:
-    """Connections closed first per process over the last minute: the TIME_WAIT they hold."""
+    """Connections closed first per process: monotonic totals, and the last minute's worth (the
+    TIME_WAIT sockets they hold). The kernel map is an LRU, so an entry can be evicted and come
+    back from zero: totals add the increase per key, treating a drop as a fresh count."""
 
     def __init__(self) -> None:
-        self.samples: deque = deque()   # (monotonic, {comm: count})
+        self.samples: deque = deque()   # (monotonic, {comm: running total})
+        self.totals: Counter = Counter()
+        self._last: dict = {}
+
+    def observe(self, t: float, snapshot) -> None:
+        for key, (n, comm) in snapshot.items():
+            prev = self._last.get(key, 0)
+            self.totals[comm] += n - prev if n >= prev else n
+            self._last[key] = n
+        self._last = {k: v for k, v in self._last.items() if k in snapshot}
+        self.add(t, dict(self.totals))
 
     def add(self, t: float, per_comm: dict[str, int]) -> None:
         self.samples.append((t, per_comm))
@@ -107,8 +120,25 @@ class KernelCollector:
         self.tw = tw
         self.attached = attached
         self.last_scrape_s = 0.0
+        self.lock = threading.Lock()
+        self.closed = False
+        self.errors = 0
 
     def collect(self):
+        # A scrape racing shutdown, or a kernel read failing, must not print a traceback from
+        # the HTTP thread: serve what can be served and count the failure.
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                yield from self._collect()
+            except Exception as exc:  # noqa: BLE001 - boundary of the HTTP thread
+                self.errors += 1
+                sys.stderr.write(f"tcptrace-explain exporter: scrape failed: {exc}\n")
+            yield CounterMetricFamily(f"{PREFIX}_scrape_errors", "Scrapes that failed to read the kernel "
+                                      "maps.", value=self.errors)
+
+    def _collect(self):
         start = time.monotonic()
         c = self.capture.counters()
         ctx = self.capture.context
@@ -136,19 +166,24 @@ class KernelCollector:
             states.add_metric([a, b], n)
         yield states
 
-        closes = Counter()
-        for (_pid, _fam, _raddr, _rport), (n, comm) in self.capture.active_closes().items():
-            closes[comm] += n
         with self.totals.lock:
+            # Fold label values first, then sum: several names folded into "other" must make
+            # one series, not duplicates.
+            closes: Counter = Counter()
+            for comm, n in self.tw.totals.items():
+                closes[self.totals.comm(comm)] += n
             active = CounterMetricFamily(f"{PREFIX}_active_closes", "Connections closed first by this host "
                                          "(each holds a TIME_WAIT socket for 60 s), by process.", labels=["comm"])
             for comm, n in sorted(closes.items()):
-                active.add_metric([self.totals.comm(comm)], n)
+                active.add_metric([comm], n)
             yield active
+            est: Counter = Counter()
+            for comm, n in self.tw.estimate().items():
+                est[self.totals.comm(comm)] += n
             tw = GaugeMetricFamily(f"{PREFIX}_time_wait_estimate", "Connections a process closed first in "
                                    "the last 60 s: the TIME_WAIT sockets it holds.", labels=["comm"])
-            for comm, n in sorted(self.tw.estimate().items()):
-                tw.add_metric([self.totals.comm(comm)], n)
+            for comm, n in sorted(est.items()):
+                tw.add_metric([comm], n)
             yield tw
 
             ev = CounterMetricFamily(f"{PREFIX}_events", "Explained resets and aborts by verdict, who reset "
@@ -177,6 +212,8 @@ class KernelCollector:
                                   value=c.filtered)
         yield CounterMetricFamily(f"{PREFIX}_records_summarized", "Events over the per-CPU rate, counted in "
                                   "the kernel's storm summaries instead of sent one by one.", value=c.summarized)
+        yield CounterMetricFamily(f"{PREFIX}_records_storm_overflow", "Storm events counted only in the kernel "
+                                  "totals because the storm summary table was full.", value=c.storm_full)
         yield GaugeMetricFamily(f"{PREFIX}_scrape_duration_seconds", "Duration of the previous scrape.",
                                 value=self.last_scrape_s)
         self.last_scrape_s = time.monotonic() - start
@@ -203,12 +240,14 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     server = None
+    collector = None
     try:
         capture.start()
         totals = Totals(top_processes, endpoint_labels)
         tw = TimeWaitWindow()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(KernelCollector(capture, totals, tw, capture.attached()))
+        collector = KernelCollector(capture, totals, tw, capture.attached())
+        registry.register(collector)
         family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
         _Server.address_family = family
         try:
@@ -218,9 +257,12 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                            "choose another --listen address or port")
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         if ready_file:
-            with open(ready_file, "w", encoding="utf-8") as fh:
-                fh.write(f"{server.server_address[1]}\n")
-        corr = Correlator(peer_is_local=localaddrs.LocalAddresses().contains)
+            try:
+                with open(ready_file, "w", encoding="utf-8") as fh:
+                    fh.write(f"{server.server_address[1]}\n")
+            except OSError as exc:
+                raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file")
+        corr = Correlator(peer_is_local=localaddrs.peer_check(options, capture.features))
         started = last_tw = time.monotonic()
         while not stop.is_set():
             corr.feed(capture.poll(50))
@@ -232,16 +274,18 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                 for b in capture.storm():
                     if b.type.value != "state":
                         totals.add(b.explained(), b.count)
-                per_comm: Counter = Counter()
-                for (_p, _f, _a, _r), (n, comm) in capture.active_closes().items():
-                    per_comm[comm] += n
-                tw.add(now, dict(per_comm))
+                snap = capture.active_closes()
+                with totals.lock:
+                    tw.observe(now, snap)
             if duration_s and now - started >= duration_s:
                 break
     finally:
         if server is not None:
             server.shutdown()
             server.server_close()
+        if collector is not None:
+            with collector.lock:
+                collector.closed = True
         capture.close()
         for s, h in old.items():
             signal.signal(s, h)

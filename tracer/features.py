@@ -30,11 +30,14 @@ HOOKS: Mapping[str, str] = {
     "sock/sock_send_length": "per-I/O fallback for idle time on kernels without BTF",
     "sock/sock_recv_length": "per-I/O fallback for idle time on kernels without BTF",
 }
+# Every hook the program attaches unconditionally (the I/O hooks are optional).
 REQUIRED_HOOKS = (
     "sock/inet_sock_set_state",
     "tcp/tcp_send_reset",
     "tcp/tcp_receive_reset",
     "tcp/tcp_destroy_sock",
+    "tcp/tcp_retransmit_skb",
+    "sock/inet_sk_error_report",
 )
 
 _FIELD_RE = re.compile(r"^\s*field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);")

@@ -54,18 +54,22 @@ def component_near(seconds: Optional[float], ends_with: Optional[str] = None) ->
 
 
 def pool_idle_fix(limit_s: float) -> list[str]:
-    """Concrete settings that keep a client pool's idle time under limit_s seconds."""
-    n = max(1, int(limit_s * 0.8))
+    """Concrete settings that keep a client pool's idle time under limit_s seconds (evicting at
+    80 % of it, always strictly below it; milliseconds where seconds would round badly)."""
+    ms = max(1, int(limit_s * 800))
+    limit = f"{limit_s:.0f} s" if limit_s >= 10 else f"{limit_s:.1f} s"
+    n = f"{ms // 1000} s" if ms >= 10_000 else f"{ms / 1000:.1f} s"
+    java = f"Duration.ofSeconds({ms // 1000})" if ms >= 10_000 else f"Duration.ofMillis({ms})"
     return [
-        f"keep pooled connections idle for less than {limit_s:.0f} s: evict at about {n} s",
-        f"Reactor Netty / Spring WebClient: ConnectionProvider.builder(..).maxIdleTime(Duration.ofSeconds({n}))"
-        f".evictInBackground(Duration.ofSeconds({max(1, n // 2)}))",
-        f"Apache HttpClient: evictIdleConnections({n}, SECONDS) (4.x: also setConnectionTimeToLive; 5.x: "
-        "setConnectionKeepAliveStrategy)",
-        f"Go net/http: Transport.IdleConnTimeout = {n} * time.Second",
+        f"keep pooled connections idle for less than {limit}: evict at about {n}",
+        f"Reactor Netty / Spring WebClient: ConnectionProvider.builder(..).maxIdleTime({java})"
+        ".evictInBackground(...)",
+        f"Apache HttpClient: evictIdleConnections({ms}, MILLISECONDS) (4.x: also setConnectionTimeToLive; "
+        "5.x: setConnectionKeepAliveStrategy)",
+        f"Go net/http: Transport.IdleConnTimeout = {ms} * time.Millisecond",
         "Python requests/urllib3: no idle eviction; retry idempotent requests on ConnectionResetError "
         "(urllib3 Retry(total=.., allowed_methods=..)) or recreate the Session",
-        f"HikariCP (JDBC): maxLifetime and idleTimeout below {limit_s:.0f} s (e.g. {n * 1000} ms)",
+        f"HikariCP (JDBC): maxLifetime and idleTimeout below {limit} (e.g. {ms} ms)",
     ]
 
 

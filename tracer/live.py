@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 from tracer import insights, localaddrs, procfs, recording
 from tracer.capture import Capture, Counters
 from tracer.correlate import Correlator
-from tracer.errors import RecordsLost
+from tracer.errors import RecordsLost, TteError
 from tracer.explain import Explanation, explain
 from tracer.options import Options
 from tracer.record import decode, RecordDecodeError
@@ -69,14 +69,14 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
     started = time.monotonic()
     try:
         if record_path:
-            rec_fh = open(record_path, "w", encoding="utf-8")
+            rec_fh = _open_for_writing(record_path, "--record")
             writer = recording.RecordingWriter(rec_fh, capture.context, meta={"options": _opts_json(options)})
         capture.start(raw_sink=writer.write if writer else None)
         if ready_file:
-            with open(ready_file, "w", encoding="utf-8") as fh:
+            with _open_for_writing(ready_file, "--ready-file") as fh:
                 fh.write(f"{os.getpid()}\n")
-        local = localaddrs.LocalAddresses()
-        corr = Correlator(peer_is_local=local.contains)
+        check = localaddrs.peer_check(options, capture.features)
+        corr = Correlator(peer_is_local=check)
         since = datetime.now().strftime("%H:%M:%S")
         last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
         closes = capture.active_closes()
@@ -131,7 +131,8 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
         _storm(capture, sink, summary)
         counters = capture.counters()
         if writer is not None:
-            writer.finish(end={"counters": _counters_json(counters), "local_addrs": sorted(local.seen)})
+            seen = sorted(getattr(getattr(check, "__self__", None), "seen", set()))
+            writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen})
         sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
         if limits.strict and counters.lost:
             raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
@@ -142,6 +143,13 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
             rec_fh.close()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _open_for_writing(path: str, option: str):
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise TteError(f"cannot write {path}: {exc.strerror}", f"choose a writable path for {option}") from exc
 
 
 def _storm(capture: Capture, sink, summary: Summary) -> None:
@@ -160,7 +168,7 @@ def replay(path: str, sink, remote: Sequence[ipaddress._BaseNetwork] = ()) -> tu
             records.append(decode(raw, rec.context))
         except RecordDecodeError:
             bad += 1
-    end = rec.end or {}
+    end = rec.end if isinstance(rec.end, dict) else {}
     corr = Correlator(peer_is_local=localaddrs.from_list(end.get("local_addrs", [])))
     corr.feed(records)
     summary = Summary()

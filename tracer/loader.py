@@ -16,7 +16,7 @@ from tracer.program import Program
 OnRecord = Callable[[bytes], None]
 
 STAT_NAMES = {0: "lost", 1: "filtered", 2: "records", 3: "socks_insert", 4: "socks_delete",
-              5: "rst_received", 6: "closed_insert", 7: "summarized"}
+              5: "rst_received", 6: "closed_insert", 7: "summarized", 8: "storm_full"}
 STAT_RST_SENT_BASE = 16
 STAT_ABORT_BASE = 80
 STAT_STATE_BASE = 240
@@ -50,7 +50,8 @@ class Loader:
 
     # -- lifecycle ---------------------------------------------------------------------
     def load(self, pids: Iterable[int] = (), ports: Iterable[int] = (), netns: Iterable[int] = (),
-             comms: Iterable[str] = (), inode_owners: Optional[Mapping[int, tuple[int, str]]] = None) -> None:
+             comms: Iterable[str] = (), inode_owners: Optional[Mapping[int, tuple[int, str]]] = None,
+             listeners: Optional[Mapping[tuple[int, int], tuple[int, str]]] = None) -> None:
         if os.geteuid() != 0 and not _has_bpf_caps():
             raise NotPrivileged()
         bcc = import_bcc()
@@ -79,6 +80,8 @@ class Loader:
                 t[k] = ctypes.c_uint8(1)
         if inode_owners:
             self._fill_inodes(inode_owners)
+        if listeners:
+            self._fill_listeners(listeners)
 
     def _fill_set(self, name: str, ctype, values: Iterable[int]) -> None:
         t = self._bpf[name.encode()]
@@ -94,6 +97,15 @@ class Loader:
             leaf.pid = pid
             leaf.comm = comm.encode()[:15]
             t[t.Key(ino)] = leaf
+
+    def _fill_listeners(self, listeners: Mapping[tuple[int, int], tuple[int, str]]) -> None:
+        t = self._bpf[b"listeners"]
+        for (netns, port), (pid, comm) in listeners.items():
+            leaf = t.Leaf()
+            leaf.pid = pid
+            leaf.comm = comm.encode()[:15]
+            leaf.thread = comm.encode()[:15]
+            t[t.Key((netns << 16) | port)] = leaf
 
     def open_records(self, on_record: OnRecord) -> None:
         def _cb(_ctx, data, size):

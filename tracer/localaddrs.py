@@ -125,3 +125,15 @@ def from_list(addrs: Iterable[str]):
     """A peer_is_local function for replay, from the addresses a recording saved."""
     known = set(addrs)
     return lambda addr: (addr in known) if known else None
+
+
+def peer_check(options, features):
+    """The "is the peer on this host?" test, or one that always says "don't know".
+
+    "The peer is local and its kernel sent no reset" proves a middlebox only if the tracer would
+    have seen that reset: no filter may hide the peer (--pid, --comm, --port, netns), and the
+    kernel must trace every reset it sends, including those with no socket or from a timewait
+    socket (tcp_send_reset's 6.10+ layout)."""
+    if options.pids or options.comms or options.ports or options.netns or not features.rst_layout_sockaddr:
+        return lambda addr: None
+    return LocalAddresses().contains

@@ -46,7 +46,8 @@ class Options:
                 raise ValueError(f"process name {c!r} must be 1-15 bytes (the kernel's comm)")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
             raise ValueError("ring buffer pages must be a power of two")
-        if self.storm_limit < 1:
-            raise ValueError("storm limit must be at least 1 record per CPU per second")
+        if self.storm_limit < 10:
+            # judged in 100 ms windows: below 10 per second a window's budget would be 0
+            raise ValueError("storm limit must be at least 10 events per CPU per second")
         if self.wakeup_every < 1:
             raise ValueError("wakeup_every must be at least 1")

@@ -19,6 +19,18 @@ def process_exists(pid: int, proc: str = "/proc") -> bool:
     return os.path.isdir(os.path.join(proc, str(pid)))
 
 
+def thread_group(pid: int, proc: str = "/proc") -> Optional[int]:
+    """The process (thread-group) id of a pid, which may name a thread."""
+    try:
+        with open(os.path.join(proc, str(pid), "status"), encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def process_comm(pid: int, proc: str = "/proc") -> Optional[str]:
     try:
         with open(os.path.join(proc, str(pid), "comm"), encoding="utf-8", errors="replace") as fh:
@@ -56,3 +68,48 @@ def socket_owners(pids: Optional[Iterable[int]] = None, proc: str = "/proc",
                 if len(owners) >= limit:
                     return owners
     return owners
+
+
+_NETNS_RE = re.compile(r"^net:\[(\d+)\]$")
+
+
+def _netns_of(pid: int, proc: str) -> Optional[int]:
+    try:
+        m = _NETNS_RE.match(os.readlink(os.path.join(proc, str(pid), "ns", "net")))
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def parse_listening(text: str) -> list[tuple[int, int]]:
+    """(local port, inode) of the LISTEN rows (state 0A) of /proc/net/tcp or tcp6."""
+    out = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) > 9 and f[3] == "0A":
+            out.append((int(f[1].rsplit(":", 1)[1], 16), int(f[9])))
+    return out
+
+
+def listening_owners(owners: dict[int, tuple[int, str]], proc: str = "/proc") -> dict[tuple[int, int], tuple[int, str]]:
+    """(netns inode, port) -> owner of each listening socket among `owners` (inode -> owner).
+
+    A server that listened before the tracer started never shows its listen(); its accepted
+    connections inherit this owner in the kernel instead."""
+    out: dict[tuple[int, int], tuple[int, str]] = {}
+    seen_ns: set[int] = set()
+    for pid in sorted({p for p, _ in owners.values()}):
+        ns = _netns_of(pid, proc)
+        if ns is None or ns in seen_ns:
+            continue
+        seen_ns.add(ns)
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(os.path.join(proc, str(pid), "net", name), encoding="ascii") as fh:
+                    rows = parse_listening(fh.read())
+            except OSError:
+                continue
+            for port, ino in rows:
+                if ino in owners:
+                    out.setdefault((ns, port), owners[ino])
+    return out

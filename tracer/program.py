@@ -86,7 +86,7 @@ def kernel_offsets(btf: Btf) -> dict[str, int]:
         except BtfError as exc:
             raise KernelUnsupported(
                 f"BTF lacks {struct}.{path}: {exc}",
-                "report this kernel to the project; run with --io-hooks to trace without BTF offsets",
+                "report this kernel to the project (its socket layout is one the tool does not know yet)",
             ) from exc
         if m.size != size:
             raise KernelUnsupported(
@@ -110,7 +110,7 @@ def build(options: Options, features: Features, btf: Optional[Btf], hz: int) -> 
     if missing:
         raise KernelUnsupported(
             f"the kernel lacks required tracepoints: {', '.join(missing)}",
-            "tcptrace-explain needs Linux 4.16 or later with CONFIG_FTRACE and tracepoints",
+            "tcptrace-explain needs Linux 5.14 or later (inet_sk_error_report) with tracepoints enabled",
         )
     io_hooks = options.io_hooks if options.io_hooks is not None else btf is None
     if io_hooks and not (features.has_hook("sock/sock_send_length") and features.has_hook("sock/sock_recv_length")):

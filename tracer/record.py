@@ -296,7 +296,8 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
         retrans=retrans,
         total_retrans=total_retrans,
         srtt_us=srtt_us,
-        unread_bytes=unread,
+        # rcv_nxt counts the peer's FIN as one sequence number: it is not data left unread.
+        unread_bytes=unread - 1 if unread and flags_raw & FLAG_BITS["peer_fin"] else unread,
         unacked_bytes=unacked,
         owner_source=OWNER_SOURCES.get(owner_src, f"unknown({owner_src})"),
         seg_flags=seg_flags,

@@ -49,7 +49,12 @@ class Recording:
 
 
 def _lines(fh: IO[str], name: str) -> Iterator[tuple[int, dict]]:
-    for n, line in enumerate(fh, 1):
+    try:
+        lines = list(fh)
+    except UnicodeDecodeError as exc:
+        raise RecordingInvalid(f"{name} is not text (not a tcptrace-explain recording)",
+                               "record with: sudo tcptrace-explain --record FILE") from exc
+    for n, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
             continue
@@ -78,6 +83,8 @@ def read(fh: IO[str], name: str = "recording") -> Recording:
         raise RecordingInvalid(f"{name}: bad header: {exc}") from exc
     rec = Recording(context=ctx, meta=header.get("meta") or {})
     for n, obj in lines:
+        if not isinstance(obj, dict):
+            raise RecordingInvalid(f"{name}:{n}: not a recording line (expected an object)")
         if "r" in obj:
             try:
                 rec.raw.append(base64.b64decode(obj["r"], validate=True))

@@ -15,6 +15,14 @@ from tracer.explain import Explanation, endpoint
 MAX_KEYS = 1000
 
 
+def service_endpoint(e: Explanation) -> str:
+    """Where the problem is, for grouping: the remote service for a client, and for a server its
+    own port with the client's address (client ephemeral ports would make every event unique)."""
+    if e.accepted:
+        return f"{e.raddr} -> :{e.lport}"
+    return endpoint(e.raddr, e.rport)
+
+
 def _bump(c: Counter, key, n: int = 1) -> None:
     if key in c or len(c) < MAX_KEYS:
         c[key] += n
@@ -37,7 +45,7 @@ class Summary:
     def add(self, e: Explanation, n: int = 1) -> None:
         self.total += n
         proc = f"{e.comm or '?'} ({e.pid})" if e.pid else "unknown process"
-        remote = endpoint(e.raddr, e.rport)
+        remote = service_endpoint(e)
         _bump(self.by_event, e.event, n)
         _bump(self.by_verdict, e.verdict.value, n)
         _bump(self.by_process, proc, n)

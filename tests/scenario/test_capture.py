@@ -333,3 +333,74 @@ def test_ten_thousand_clean_connections_produce_no_resets(capture):
         assert used < 2000 <= bound
         closed_used, closed_bound = capture.capture.table_usage()["closed"]
         assert closed_used <= closed_bound
+
+
+def test_pid_filter_on_a_server_that_listened_before_the_tracer(peers):
+    """The listener predates the tracer: its accepted connections still belong to it (preloaded
+    from /proc), so --pid keeps their resets."""
+    from tracer.options import Options
+
+    with Topology.pair() as topo:
+        sc = Scope(topo)
+        sv = peers(topo, topo.server, "tte-old-server", "listen port=8080;wait;accept;sleep s=0.3;close")
+        sv.next("listen")
+        cap, col = start_capture(Options(pids=frozenset({sv.pid})))
+        try:
+            sv.release()
+            cl = peers(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;send n=100;"
+                                                        "sleep s=0.6;recv")
+            cl.finish()
+            sv.finish()
+            s = one(col.wait_for(sc.server_rec(RST_SENT)))
+            assert (s.reason, s.pid, s.comm, s.owner_source) == ("TCP_ABORT_ON_CLOSE", sv.pid, "tte-old-server",
+                                                                 "listener")
+        finally:
+            col.stop()
+            cap.close()
+
+
+def test_dual_stack_server_timewait_reset_keeps_its_owner(capture, peers):
+    """An AF_INET6 listener on :: serving an IPv4 client: its timewait socket's reset (keyed the
+    IPv4 way, from the segment) must join the connection's history (keyed from the v4-mapped
+    socket)."""
+    with Topology.pair() as topo:
+        sc = Scope(topo)
+        sv = peers(topo, topo.server, "tte-dual", "listen port=8080 v6=1;accept;close")
+        sv.next("listen")
+        cl = peers(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;sleep s=0.5;"
+                                                    "send_once n=10;sleep s=0.2;recv timeout=2")
+        cl.finish()
+        sv.finish()
+        s = one(capture.wait_for(sc.server_rec(RST_SENT)))
+        assert (s.reason, s.state) == ("TCP_TIMEWAIT_SOCKET", "TIME_WAIT")
+        assert s.flag("from_closed") and (s.pid, s.comm) == (sv.pid, "tte-dual")
+        assert s.laddr == topo.server.v4 and s.family_name == "ipv4"
+
+
+def test_a_filtered_run_does_not_call_a_local_peer_a_middlebox(peers):
+    """With --pid on the client only, the server's reset is invisible by construction: the
+    explanation must not claim the (local) server sent none."""
+    from tracer.correlate import Correlator
+    from tracer.explain import explain
+    from tracer.localaddrs import peer_check
+    from tracer.options import Options
+
+    with Topology.pair() as topo:
+        sc = Scope(topo)
+        cl = peers(topo, topo.client, "tte-client", f"wait;connect host={topo.server.v4} port=8080;recv timeout=5")
+        opts = Options(pids=frozenset({cl.pid}))
+        cap, col = start_capture(opts)
+        try:
+            sv = peers(topo, topo.server, "tte-server", "listen port=8080;accept;sleep s=0.2;linger0;close")
+            sv.next("listen")
+            cl.release()
+            cl.finish()
+            sv.finish()
+            recs = col.wait_for(sc.client_rec(RST_RECV))
+            corr = Correlator(peer_is_local=peer_check(opts, cap.features))
+            corr.feed(recs)
+            [e] = [explain(i) for i in corr.release(None)]
+            assert e.verdict.value == "peer_abort" and e.who.value == "peer", e
+        finally:
+            col.stop()
+            cap.close()

@@ -82,6 +82,33 @@ def test_inference_without_kernel_reasons_agrees_with_the_kernel():
     assert rate >= INFERENCE_TARGET, dict(differ)
 
 
+def test_inference_on_a_simulated_pre_6_10_kernel():
+    """Before 6.10 the kernel has no reason field and does not trace resets sent with no socket
+    or by timewait sockets at all: drop those records too, and compare verdict and who for the
+    resets such a kernel still shows."""
+    same = total = 0
+    for path in RECORDINGS:
+        rec = recording.load(path)
+        full = [decode(b, rec.context) for b in rec.raw]
+        old = [dataclasses.replace(r, reason=None) for r in full
+               if not (r.type.value == "reset_sent" and (r.flag("no_socket") or r.flag("timewait")))]
+        local = localaddrs.from_list((rec.end or {}).get("local_addrs", []))
+
+        def run(records):
+            c = Correlator(peer_is_local=local)
+            c.feed(records)
+            return {(x.netns, x.event, x.ts_ns): x for x in (explain(i) for i in c.release(None))}
+
+        new_x, old_x = run(full), run(old)
+        for key, x in old_x.items():
+            if x.event == "abort" or key not in new_x:
+                continue
+            total += 1
+            same += (x.verdict, x.who) == (new_x[key].verdict, new_x[key].who)
+    print(f"\npre-6.10 simulation: {same}/{total} = {same / total:.1%} of the resets such a kernel shows")
+    assert total >= 10 and same / total >= 0.8
+
+
 def test_inferred_reasons_are_marked():
     _, out = explained(os.path.join(DATA, "recordings", "unread_close.jsonl"), strip_reasons=True)
     sent = [x for x in out if x.event == "reset_sent"]

@@ -70,3 +70,12 @@ def test_receive_reset_cookie_and_required_hooks():
     f = features(**{"tcp/tcp_receive_reset": fmt("6.18", "tcp_receive_reset")})
     assert f.recv_has_cookie
     assert "tcp/tcp_send_reset" in f.missing_required()
+
+
+def test_listening_rows_of_proc_net_tcp():
+    from tracer.procfs import parse_listening
+
+    text = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+            "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0\n"
+            "   1: 0100007F:8AE2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0\n")
+    assert parse_listening(text) == [(8080, 31337)]

@@ -37,7 +37,12 @@ def test_every_golden_explanation_validates(path):
             validator.validate(event)
 
 
-def test_the_schema_rejects_a_broken_event():
+def test_the_schema_rejects_an_unknown_verdict_or_missing_field():
     validator = jsonschema.Draft202012Validator(schema())
+    with open(os.path.join(DATA, "golden", "unread_close.json"), encoding="utf-8") as fh:
+        event = json.load(fh)[0]
+    validator.validate(event)                      # the complete event is valid...
     with pytest.raises(jsonschema.ValidationError):
-        validator.validate({"event": "reset_sent", "verdict": "no_such_verdict"})
+        validator.validate(dict(event, verdict="no_such_verdict"))   # ...only the verdict changed
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({k: v for k, v in event.items() if k != "who"})

@@ -174,8 +174,11 @@ def check(result: RunResult) -> list[str]:
     problems = []
     for e in result.scenario.expects:
         ino = result.netns[e.side]
-        found = [x for x in result.explanations if x.netns == ino and x.event == e.event]
-        ok = [x for x in found if _matches(x, e)]
+        found = sorted((x for x in result.explanations if x.netns == ino and x.event == e.event),
+                       key=lambda x: x.ts_ns)
+        # The scenario's first event of this kind on this side is the one it is about; later
+        # ones are teardown (e.g. a FIN answered after the connection was reset).
+        ok = found[:1] if found and _matches(found[0], e) else []
         if not ok:
             seen = [f"{x.event}/{x.verdict.value}/{x.who.value}/{x.comm}/{x.errno}/idle={x.idle_s}/{x.inferred}"
                     for x in found]
