@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional
 
 from tracer.record import Record, RecordType
 
-JOIN_WINDOW_NS = 50_000_000
+JOIN_WINDOW_NS = 5_000_000
 # Records of one reset are produced within microseconds of each other and the consumer drains
 # the whole ring buffer at each poll, so 10 ms after its timestamp a record's partners are in.
 SETTLE_NS = 10_000_000
@@ -99,19 +99,20 @@ class Correlator:
             ready, self._pending = self._pending, []
         else:
             cut = now_ns - self.settle_ns
-            newest_unsettled: dict[tuple, int] = {}
+            # Unsettled records per socket address; a settled record waits only for one that
+            # could be its partner: same address, same remote end, within the join window (the
+            # kernel reuses a freed socket's address for the next connection within ms).
+            unsettled: dict[tuple, list[Record]] = {}
             for r in self._pending:
                 if r.ts_ns > cut:
-                    key = (r.netns, r.skaddr)
-                    newest_unsettled[key] = min(newest_unsettled.get(key, r.ts_ns), r.ts_ns)
+                    unsettled.setdefault((r.netns, r.skaddr), []).append(r)
             hold = len(self._pending) <= PENDING_MAX
             ready, keep = [], []
             for r in self._pending:
-                later = newest_unsettled.get((r.netns, r.skaddr))
-                if r.ts_ns <= cut and not (hold and later is not None and later - r.ts_ns <= JOIN_WINDOW_NS):
-                    ready.append(r)
-                else:
-                    keep.append(r)
+                wait = r.ts_ns > cut or (hold and any(
+                    o.ts_ns - r.ts_ns <= JOIN_WINDOW_NS and _same_peer(o, r)
+                    for o in unsettled.get((r.netns, r.skaddr), ())))
+                (keep if wait else ready).append(r)
             if not ready:
                 return []
             self._pending = keep
