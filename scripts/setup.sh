@@ -34,9 +34,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # tshark asks whether non-root users may capture; the answer does not matter for root.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    # Debian starts nginx and prometheus on install (without systemd, through their init
+    # scripts); the tests start their own instances, so forbid service starts while installing.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        guard=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts these services on install; tests start their own instances.
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
     for svc in nginx prometheus; do
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     done

@@ -26,7 +26,8 @@ from tracer import __version__, kernel, localaddrs, loader
 from tracer.capture import Capture
 from tracer.correlate import Correlator
 from tracer.errors import TteError
-from tracer.explain import Explanation, endpoint, explain
+from tracer.explain import Explanation, explain
+from tracer.summary import service_endpoint
 from tracer.options import Options
 
 PREFIX = "tcptrace"
@@ -71,7 +72,9 @@ class Totals:
             comm = self.comm(e.comm or "unknown")
             self.events[(e.event, e.verdict.value, e.who.value, comm)] += n
             if self.remote is not None:
-                self.by_remote[self.remote(endpoint(e.raddr, e.rport))] += n
+                # the service side: a server's events are labelled by its own port, not by each
+                # client's ephemeral one
+                self.by_remote[self.remote(service_endpoint(e))] += n
             if e.idle_s is not None:
                 b = self.idle_buckets.setdefault(e.event, [0] * len(IDLE_BUCKETS))
                 for i, edge in enumerate(IDLE_BUCKETS):
@@ -150,7 +153,8 @@ class KernelCollector:
                                 value=self.attached)
 
         resets = CounterMetricFamily(f"{PREFIX}_resets", "TCP resets by direction and kernel reason "
-                                     "(counted in the kernel).", labels=["direction", "reason"])
+                                     "(counted in the kernel; 'received' includes this host's own "
+                                     "tcp_reset() before a TCP_ABORT_ON_DATA reset).", labels=["direction", "reason"])
         for reason, n in sorted(c.rst_sent_by_reason.items()):
             resets.add_metric(["sent", reason], n)
         resets.add_metric(["received", "none"], c.rst_received)
