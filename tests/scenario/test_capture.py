@@ -153,19 +153,24 @@ def test_peer_writes_after_our_close_timewait_reset(capture, peers):
         assert abort_for(capture, r).errno == "EPIPE"
 
 
+def silenced(topo, peers, client_script):
+    """Connect, then make the server go silent (everything from the client vanishes at the
+    server's door) and let the client run `client_script` on; returns the finished client."""
+    sv = peers(topo, topo.server, "tte-server", "listen port=8080;accept;wait")
+    sv.next("listen")
+    cl = peers(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;{client_script}")
+    cl.next("wait")
+    topo.blackhole(topo.server, topo.client)
+    cl.release()
+    cl.finish(timeout=30)
+    sv.release()
+    return cl
+
+
 def test_keepalive_timeout_with_peer_blackholed(capture, peers):
     with Topology.pair() as topo:
         sc = Scope(topo)
-        sv = peers(topo, topo.server, "tte-server", "listen port=8080;accept;wait")
-        sv.next("listen")
-        cl = peers(topo, topo.client, "tte-client",
-                   f"connect host={topo.server.v4} port=8080;keepalive idle=1 intvl=1 cnt=2;wait;recv timeout=15")
-        cl.next("wait")
-        # The peer goes silent: everything from the client vanishes at the server's door.
-        topo.blackhole(topo.server, topo.client)
-        cl.release()
-        cl.finish(timeout=30)
-        sv.release()
+        cl = silenced(topo, peers, "keepalive idle=1 intvl=1 cnt=2;wait;recv timeout=15")
         assert cl.result("recv")[0].get("error") == "ETIMEDOUT"
 
         s = one(capture.wait_for(sc.client_rec(RST_SENT)))
@@ -177,15 +182,7 @@ def test_keepalive_timeout_with_peer_blackholed(capture, peers):
 def test_user_timeout_with_retransmissions(capture, peers):
     with Topology.pair() as topo:
         sc = Scope(topo)
-        sv = peers(topo, topo.server, "tte-server", "listen port=8080;accept;wait")
-        sv.next("listen")
-        cl = peers(topo, topo.client, "tte-client",
-                   f"connect host={topo.server.v4} port=8080;user_timeout ms=1500;wait;send n=100;recv timeout=15")
-        cl.next("wait")
-        topo.blackhole(topo.server, topo.client)
-        cl.release()
-        cl.finish(timeout=30)
-        sv.release()
+        cl = silenced(topo, peers, "user_timeout ms=1500;wait;send n=100;recv timeout=15")
         assert cl.result("recv")[0].get("error") == "ETIMEDOUT"
 
         a = one(capture.wait_for(sc.client_rec(ABORT)))
