@@ -288,10 +288,10 @@ def _sent(inc: Incident, reason: str, f: Facts) -> Judgement:
             j.evidence.append(f"{me} closed {dur(f.gap_before_close_ns)} after its last data: "
                               "likely its read timeout")
         elif f.gap_before_close_ns is not None:
+            # The closer is this process: its name is known, so no well-known component is named.
             j.inferred["local_idle_close_s"] = round(f.gap_before_close_ns / 1e9, 3)
-            comp = knowledge.component_near(f.gap_before_close_ns / 1e9, "fin")
-            j.evidence.append(f"{me} closed after {dur(f.gap_before_close_ns)} without traffic: its idle "
-                              f"(keep-alive) timeout" + (f", like {comp.component}" if comp else ""))
+            j.evidence.append(f"{me} closed after {dur(f.gap_before_close_ns)} without traffic: its own idle "
+                              "(keep-alive) timeout; clients must keep their pool idle time below it")
         return j
     if reason == "TCP_ABORT_ON_DATA":
         return Judgement(Verdict.DATA_AFTER_CLOSE, Who.LOCAL, Confidence.HIGH,
