@@ -306,6 +306,20 @@ static __always_inline void stat_inc(u32 idx)
         (*v)++;
 }
 
+/* The two addresses of a tracepoint of the sock/tcp event classes (saddr/daddr for IPv4,
+ * saddr_v6/daddr_v6 for IPv6) into LADDR/RADDR; a macro because each tracepoint has its own
+ * args struct. */
+#define ADDRS_FROM_ARGS(family, laddr, raddr)                                      \
+    do {                                                                           \
+        if ((family) == TTE_AF_INET6) {                                            \
+            __builtin_memcpy(laddr, args->saddr_v6, 16);                           \
+            __builtin_memcpy(raddr, args->daddr_v6, 16);                           \
+        } else {                                                                   \
+            __builtin_memcpy(laddr, args->saddr, 4);                               \
+            __builtin_memcpy(raddr, args->daddr, 4);                               \
+        }                                                                          \
+    } while (0)
+
 /* A kernel field of type T at byte offset OFF from BASE (0 if the read faults). */
 #define RD(T, base, off)                                                           \
     ({                                                                             \
@@ -703,13 +717,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         fresh.family = args->family;
         fresh.lport = args->sport;
         fresh.rport = args->dport;
-        if (args->family == TTE_AF_INET6) {
-            __builtin_memcpy(fresh.laddr, args->saddr_v6, 16);
-            __builtin_memcpy(fresh.raddr, args->daddr_v6, 16);
-        } else {
-            __builtin_memcpy(fresh.laddr, args->saddr, 4);
-            __builtin_memcpy(fresh.raddr, args->daddr, 4);
-        }
+        ADDRS_FROM_ARGS(args->family, fresh.laddr, fresh.raddr);
         socks.update(&key, &fresh);
         stat_inc(TTE_STAT_SOCKS_INSERT);
         if (os == TTE_TCP_ESTABLISHED)
@@ -741,13 +749,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             s->family = args->family;
             s->lport = args->sport;
             s->rport = args->dport;
-            if (args->family == TTE_AF_INET6) {
-                __builtin_memcpy(s->laddr, args->saddr_v6, 16);
-                __builtin_memcpy(s->raddr, args->daddr_v6, 16);
-            } else {
-                __builtin_memcpy(s->laddr, args->saddr, 4);
-                __builtin_memcpy(s->raddr, args->daddr, 4);
-            }
+            ADDRS_FROM_ARGS(args->family, s->laddr, s->raddr);
         }
         s->state = ns;
         s->state_ns = now;
@@ -826,13 +828,7 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
             t.family = args->family;
             t.lport = args->sport;
             t.rport = args->dport;
-            if (args->family == TTE_AF_INET6) {
-                __builtin_memcpy(t.laddr, args->saddr_v6, 16);
-                __builtin_memcpy(t.raddr, args->daddr_v6, 16);
-            } else {
-                __builtin_memcpy(t.laddr, args->saddr, 4);
-                __builtin_memcpy(t.raddr, args->daddr, 4);
-            }
+            ADDRS_FROM_ARGS(args->family, t.laddr, t.raddr);
             tuple_unmap(&t);
             __builtin_memcpy(&c->sock, s, sizeof(c->sock));
             c->destroy_ns = now;
@@ -952,13 +948,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 #endif
     t.lport = args->sport;
     t.rport = args->dport;
-    if (t.family == TTE_AF_INET6) {
-        __builtin_memcpy(t.laddr, args->saddr_v6, 16);
-        __builtin_memcpy(t.raddr, args->daddr_v6, 16);
-    } else {
-        __builtin_memcpy(t.laddr, args->saddr, 4);
-        __builtin_memcpy(t.raddr, args->daddr, 4);
-    }
+    ADDRS_FROM_ARGS(t.family, t.laddr, t.raddr);
 #endif
 
     if (sk) {
@@ -1081,13 +1071,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     r->family = args->family;
     r->lport = args->sport;
     r->rport = args->dport;
-    if (args->family == TTE_AF_INET6) {
-        __builtin_memcpy(r->laddr, args->saddr_v6, 16);
-        __builtin_memcpy(r->raddr, args->daddr_v6, 16);
-    } else {
-        __builtin_memcpy(r->laddr, args->saddr, 4);
-        __builtin_memcpy(r->raddr, args->daddr, 4);
-    }
+    ADDRS_FROM_ARGS(args->family, r->laddr, r->raddr);
 #ifdef TTE_RECV_HAS_COOKIE
     r->cookie = args->sock_cookie;
 #endif

@@ -86,9 +86,9 @@ def main() -> int:
                 print(f"   does:     {sc.truth}")
             result = runner.run(sc, collector, wire=args.wire)
             print(f"   saw:      {json.dumps(result.truth)}")
-            print(f"   kernel:   " + "; ".join(f"{role} OutRsts+{d['TcpOutRsts']}" for role, d in result.nstat.items()))
+            print("   kernel:   " + "; ".join(f"{role} OutRsts+{d['TcpOutRsts']}" for role, d in result.nstat.items()))
             if result.wire_rsts is not None:
-                print(f"   wire:     " + "; ".join(f"{role} {n} RST" for role, n in result.wire_rsts.items()))
+                print("   wire:     " + "; ".join(f"{role} {n} RST" for role, n in result.wire_rsts.items()))
             for x in result.explanations:
                 print(f"   {result.side_of(x.netns) or '?':<7}  {describe(x)}")
             problems = runner.check(result)

@@ -7,13 +7,8 @@ records apart by the network namespace each test creates for itself.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import threading
-import time
-from typing import Callable, Iterable, Optional
 
 import pytest
 
@@ -22,7 +17,6 @@ sys.path.insert(0, REPO)
 
 from tracer.lab.driver import PeerProc, spawn_peer  # noqa: E402,F401
 from tracer.lab.runner import Collector  # noqa: E402
-from tracer.record import Record, RecordType  # noqa: E402
 
 
 def is_root() -> bool:
@@ -80,6 +74,3 @@ def peers():
             pp.p.kill()
             pp.p.wait(timeout=5)
 
-
-def in_ns(netns: int) -> Callable[[Record], bool]:
-    return lambda r: r.netns == netns

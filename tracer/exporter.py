@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno as errno_mod
 import http.server
 import signal
+import socket
 import sys
 import threading
 import time
@@ -144,7 +145,6 @@ class KernelCollector:
     def _collect(self):
         start = time.monotonic()
         c = self.capture.counters()
-        ctx = self.capture.context
         info = GaugeMetricFamily(f"{PREFIX}_build_info", "Build and platform of the exporter (always 1).",
                                  labels=["version", "bcc", "kernel"])
         info.add_metric([__version__, loader.bcc_version(), kernel.release()], 1)
@@ -237,6 +237,10 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None) -> None:
     capture = Capture(options)
@@ -252,10 +256,9 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         registry = CollectorRegistry(auto_describe=False)
         collector = KernelCollector(capture, totals, tw, capture.attached())
         registry.register(collector)
-        family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
-        _Server.address_family = family
+        server_class = _Server6 if ":" in host else _Server
         try:
-            server = _Server((host, port), MetricsHandler.factory(registry))
+            server = server_class((host, port), MetricsHandler.factory(registry))
         except OSError as exc:
             raise TteError(f"cannot listen on {host}:{port}: {exc.strerror}",
                            "choose another --listen address or port")
@@ -266,7 +269,8 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                     fh.write(f"{server.server_address[1]}\n")
             except OSError as exc:
                 raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file")
-        corr = Correlator(peer_is_local=localaddrs.peer_check(options, capture.features))
+        local = localaddrs.peer_check(options, capture.features)
+        corr = Correlator(peer_is_local=local.contains if local else None)
         started = last_tw = time.monotonic()
         while not stop.is_set():
             corr.feed(capture.poll(50))

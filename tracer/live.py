@@ -75,8 +75,8 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
         if ready_file:
             with _open_for_writing(ready_file, "--ready-file") as fh:
                 fh.write(f"{os.getpid()}\n")
-        check = localaddrs.peer_check(options, capture.features)
-        corr = Correlator(peer_is_local=check)
+        local = localaddrs.peer_check(options, capture.features)
+        corr = Correlator(peer_is_local=local.contains if local else None)
         since = datetime.now().strftime("%H:%M:%S")
         last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
         closes = capture.active_closes()
@@ -131,7 +131,7 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
         _storm(capture, sink, summary)
         counters = capture.counters()
         if writer is not None:
-            seen = sorted(getattr(getattr(check, "__self__", None), "seen", set()))
+            seen = sorted(local.seen) if local else []
             writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen})
         sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
         if limits.strict and counters.lost:

@@ -15,8 +15,6 @@ from tracer.program import Program
 
 OnRecord = Callable[[bytes], None]
 
-STAT_NAMES = {0: "lost", 1: "filtered", 2: "records", 3: "socks_insert", 4: "socks_delete",
-              5: "rst_received", 6: "closed_insert", 7: "summarized", 8: "storm_full"}
 STAT_RST_SENT_BASE = 16
 STAT_ABORT_BASE = 80
 STAT_STATE_BASE = 240

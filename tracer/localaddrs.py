@@ -127,13 +127,13 @@ def from_list(addrs: Iterable[str]):
     return lambda addr: (addr in known) if known else None
 
 
-def peer_check(options, features):
-    """The "is the peer on this host?" test, or one that always says "don't know".
+def peer_check(options, features) -> Optional["LocalAddresses"]:
+    """The "is the peer on this host?" checker, or None where its answer would mislead.
 
     "The peer is local and its kernel sent no reset" proves a middlebox only if the tracer would
     have seen that reset: no filter may hide the peer (--pid, --comm, --port, netns), and the
     kernel must trace every reset it sends, including those with no socket or from a timewait
     socket (tcp_send_reset's 6.10+ layout)."""
     if options.pids or options.comms or options.ports or options.netns or not features.rst_layout_sockaddr:
-        return lambda addr: None
-    return LocalAddresses().contains
+        return None
+    return LocalAddresses()

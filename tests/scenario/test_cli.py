@@ -140,19 +140,22 @@ def test_bcc_missing():
     assert "never 'pip install bcc'" in r.stderr and "Traceback" not in r.stderr
 
 
+def in_private_mounts(prepare: str) -> list[str]:
+    """Run the command in a private mount namespace after `prepare` (mounts changed there are
+    invisible to the rest of the machine)."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{prepare}; exec "$0" "$@"']
+
+
 def test_headers_missing():
-    hide = f"mount -t tmpfs none /lib/modules && exec"
-    r = cli("--duration", "1", wrap=["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                     f'{hide} "$0" "$@"'])
+    r = cli("--duration", "1", wrap=in_private_mounts("mount -t tmpfs none /lib/modules"))
     assert r.returncode == 5, r.stderr
     assert "kernel headers for BCC are missing" in r.stderr and "scripts/setup.sh" in r.stderr
 
 
 def test_tracefs_not_mounted():
-    hide = ("umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; "
-            "umount /sys/kernel/tracing 2>/dev/null; exec")
-    r = cli("--duration", "1", wrap=["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                     f'{hide} "$0" "$@"'])
+    r = cli("--duration", "1", wrap=in_private_mounts(
+        "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; "
+        "umount /sys/kernel/tracing 2>/dev/null"))
     assert r.returncode == 6, r.stderr
     assert "tracefs is not mounted" in r.stderr and "mount -t tracefs nodev /sys/kernel/tracing" in r.stderr
 

@@ -35,8 +35,6 @@ Nothing here imports BCC: the lab must be usable by tests that never load a BPF 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import json
 import os
@@ -74,7 +72,6 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,31}$")
 _ROLES = ("client", "router", "server")
 
 # CLONE_NEWNET from <sched.h>; Python 3.11 has no os.setns (3.12 does).
-_CLONE_NEWNET = 0x40000000
 
 # X in [100, 199] and even Y in [0, 254] give 12 800 slots, far more than concurrent tests need;
 # a routed topology uses 10.X.Y.0/24 and 10.X.(Y+1).0/24, so Y is even to keep slots disjoint.

@@ -207,27 +207,28 @@ def act_linger0(topo: Topology, spawn: Spawn) -> dict:
     return {"server": _errors(sv)}
 
 
-def _silenced(topo: Topology, spawn: Spawn, client_script: str) -> dict:
+def silenced(topo: Topology, spawn: Spawn, client_script: str) -> PeerProc:
+    """Connect, then make the server go silent (everything from the client vanishes at the
+    server's door) and let the client run `client_script` on (it starts at a `wait`);
+    returns the finished client."""
     sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept;wait")
     sv.next("listen")
-    cl = spawn(topo, topo.client, "tte-client", client_script)
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;{client_script}")
     cl.next("wait")
-    topo.blackhole(topo.server, topo.client)   # the peer goes silent
+    topo.blackhole(topo.server, topo.client)
     cl.release()
     cl.finish(timeout=40)
     sv.release()
     sv.finish()
-    return {"client": _errors(cl)}
+    return cl
 
 
 def act_keepalive(topo: Topology, spawn: Spawn) -> dict:
-    return _silenced(topo, spawn, f"connect host={topo.server.v4} port=8080;keepalive idle=1 intvl=1 cnt=2;"
-                                  "wait;recv timeout=15")
+    return {"client": _errors(silenced(topo, spawn, "keepalive idle=1 intvl=1 cnt=2;wait;recv timeout=15"))}
 
 
 def act_user_timeout(topo: Topology, spawn: Spawn) -> dict:
-    return _silenced(topo, spawn, f"connect host={topo.server.v4} port=8080;user_timeout ms=1500;wait;"
-                                  "send n=100;recv timeout=15")
+    return {"client": _errors(silenced(topo, spawn, "user_timeout ms=1500;wait;send n=100;recv timeout=15"))}
 
 
 def act_syn_timeout(topo: Topology, spawn: Spawn) -> dict:
