@@ -481,7 +481,7 @@ def _received(inc: Incident, f: Facts) -> Judgement:
                              ["keep client pool idle times below the server's keep-alive timeout"])
         return Judgement(Verdict.PEER_ABORT, Who.PEER, Confidence.HIGH,
                          f"{there} reset its live connection with {me}. {_peer_desc(p)}.",
-                         ["fix it on the other end: see its explanation of the same reset (printed with it)"])
+                         ["the cause is on the other end: see its explanation of the same reset (printed with it)"])
     if inc.peer_local:
         if trigger and idle is not None and idle >= STALE_MIN_IDLE_S:
             return _stale(inc, f, Confidence.HIGH,
