@@ -19,11 +19,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tracer.capture import Capture  # noqa: E402
-from tracer.lab import runner  # noqa: E402
-from tracer.lab.scenarios import BY_NAME, SCENARIOS  # noqa: E402
-from tracer.options import Options  # noqa: E402
-from tracer.recording import RecordingWriter  # noqa: E402
+from tracer.kernel.capture import Capture  # noqa: E402
+from tests.lab import runner  # noqa: E402
+from tests.lab.scenarios import BY_NAME, SCENARIOS  # noqa: E402
+from tracer.model.options import Options  # noqa: E402
+from tracer.sinks.recording import RecordingWriter  # noqa: E402
 
 
 def describe(x) -> str:

@@ -13,10 +13,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tracer import localaddrs, recording  # noqa: E402
-from tracer.correlate import Correlator  # noqa: E402
-from tracer.explain import explain  # noqa: E402
-from tracer.record import decode  # noqa: E402
+from tracer.sinks import recording  # noqa: E402
+from tracer.kernel import localaddrs
+from tracer.explain.correlate import Correlator  # noqa: E402
+from tracer.explain.rules import explain  # noqa: E402
+from tracer.model.record import decode  # noqa: E402
 
 
 def main() -> int:

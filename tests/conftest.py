@@ -15,8 +15,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tracer.lab.driver import PeerProc, spawn_peer  # noqa: E402,F401
-from tracer.lab.runner import Collector  # noqa: E402
+from tests.lab.driver import PeerProc, spawn_peer  # noqa: E402,F401
+from tests.lab.runner import Collector  # noqa: E402
 
 
 def is_root() -> bool:
@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def start_capture(options):
-    from tracer.capture import Capture
+    from tracer.kernel.capture import Capture
 
     cap = Capture(options)
     col = None
@@ -51,7 +51,7 @@ def capture():
     """The real program, compiled and attached once, tracing everything."""
     if not is_root():
         pytest.skip("needs root")
-    from tracer.options import Options
+    from tracer.model.options import Options
 
     cap, col = start_capture(Options())
     yield col

@@ -21,8 +21,8 @@ from typing import Optional
 import click
 
 from tracer import __version__
-from tracer.errors import TteError
-from tracer.options import Options
+from tracer.model.errors import TteError
+from tracer.model.options import Options
 
 EXAMPLES = """
 \b
@@ -48,8 +48,9 @@ def _networks(values: tuple[str, ...]) -> list:
 
 
 def _version_text() -> str:
-    from tracer import kernel, loader
-    from tracer.features import read_features
+    from tracer.kernel import host as kernel
+    from tracer.kernel import loader
+    from tracer.kernel.features import read_features
 
     lines = [f"tcptrace-explain {__version__}", f"bcc {loader.bcc_version()}", f"kernel {kernel.release()}"]
     try:
@@ -100,7 +101,7 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
     the connection had been idle, who reset it, why, and what to change."""
     if ctx.invoked_subcommand is not None:
         return
-    from tracer.console import ConsoleSink, JsonSink
+    from tracer.sinks.console import ConsoleSink, JsonSink
     from tracer.live import RunLimits, run_live
 
     try:
@@ -111,7 +112,7 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
         raise click.UsageError(str(exc))
     limits = RunLimits(duration_s=duration, max_events=max_events, remote=_networks(remotes), strict=strict)
     if print_program:
-        from tracer.capture import Capture
+        from tracer.kernel.capture import Capture
 
         click.echo(Capture(options).build().describe())
         return
@@ -129,7 +130,7 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
 @click.option("--color/--no-color", default=None)
 def replay(path, as_json, remotes, color) -> None:
     """Explain a recording made with --record (no root needed)."""
-    from tracer.console import ConsoleSink, JsonSink
+    from tracer.sinks.console import ConsoleSink, JsonSink
     from tracer.live import replay as do_replay
 
     sink = JsonSink() if as_json else ConsoleSink(color=color)
@@ -174,7 +175,7 @@ def doctor() -> None:
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
 def exporter(listen, pids, comms, ports, top_processes, endpoint_labels, ready_file, duration) -> None:
     """Serve Prometheus metrics of resets by reason, verdict and process."""
-    from tracer.exporter import parse_listen, run_exporter
+    from tracer.sinks.exporter import parse_listen, run_exporter
 
     host, port = parse_listen(listen)
     options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports))

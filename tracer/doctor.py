@@ -10,10 +10,12 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from tracer import kernel, loader, program
-from tracer.btf import Btf, BtfError
-from tracer.errors import TteError
-from tracer.features import HOOKS, REQUIRED_HOOKS, Features, find_tracefs, read_features
+from tracer.kernel import host as kernel
+from tracer.kernel import loader
+from tracer.kernel import program
+from tracer.kernel.btf import Btf, BtfError
+from tracer.model.errors import TteError
+from tracer.kernel.features import HOOKS, REQUIRED_HOOKS, Features, find_tracefs, read_features
 
 
 @dataclass(frozen=True)

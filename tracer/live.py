@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional, Sequence
 
-from tracer import insights, localaddrs, procfs, recording
-from tracer.capture import Capture, Counters
-from tracer.correlate import Correlator
-from tracer.errors import RecordsLost, TteError
-from tracer.explain import Explanation, explain
-from tracer.options import Options
-from tracer.record import decode, RecordDecodeError
-from tracer.summary import Summary
+from tracer.explain import insights
+from tracer.kernel import localaddrs
+from tracer.kernel import procfs
+from tracer.sinks import recording
+from tracer.kernel.capture import Capture, Counters
+from tracer.explain.correlate import Correlator
+from tracer.model.errors import RecordsLost, TteError
+from tracer.explain.rules import Explanation, explain
+from tracer.model.options import Options
+from tracer.model.record import decode, RecordDecodeError
+from tracer.explain.summary import Summary
 
 POLL_MS = 10
 STATUS_EVERY_S = 10.0

@@ -11,11 +11,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tracer import kernel, program  # noqa: E402
-from tracer.btf import Btf  # noqa: E402
-from tracer.features import read_features  # noqa: E402
-from tracer.loader import Loader  # noqa: E402
-from tracer.options import Options  # noqa: E402
+from tracer.kernel import program  # noqa: E402
+from tracer.kernel import host as kernel
+from tracer.kernel.btf import Btf  # noqa: E402
+from tracer.kernel.features import read_features  # noqa: E402
+from tracer.kernel.loader import Loader  # noqa: E402
+from tracer.model.options import Options  # noqa: E402
 
 
 def main() -> int:

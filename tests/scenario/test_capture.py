@@ -12,9 +12,9 @@ import time
 import pytest
 
 from tests.conftest import start_capture
-from tracer.lab.netns import Topology
-from tracer.lab.scenarios import silenced
-from tracer.record import RecordType
+from tests.lab.netns import Topology
+from tests.lab.scenarios import silenced
+from tracer.model.record import RecordType
 
 pytestmark = pytest.mark.scenario
 
@@ -236,7 +236,7 @@ def test_idle_time_of_a_connection_reused_after_idle(capture, peers):
 def test_pid_filter_keeps_only_the_owners_softirq_resets(peers):
     """--pid P in the kernel: a reset received in softirq on P's socket is kept; the same reset
     on another process's socket is dropped (and counted as filtered)."""
-    from tracer.options import Options
+    from tracer.model.options import Options
 
     with Topology.pair() as topo:
         sc = Scope(topo)
@@ -271,7 +271,7 @@ def test_ten_thousand_clean_connections_produce_no_resets(capture):
     import socket
     import threading
 
-    from tracer.lab.netns import in_netns
+    from tests.lab.netns import in_netns
 
     n = 10_000
     with Topology.pair() as topo:
@@ -322,7 +322,7 @@ def test_ten_thousand_clean_connections_produce_no_resets(capture):
 def test_pid_filter_on_a_server_that_listened_before_the_tracer(peers):
     """The listener predates the tracer: its accepted connections still belong to it (preloaded
     from /proc), so --pid keeps their resets."""
-    from tracer.options import Options
+    from tracer.model.options import Options
 
     with Topology.pair() as topo:
         sc = Scope(topo)
@@ -364,10 +364,10 @@ def test_dual_stack_server_timewait_reset_keeps_its_owner(capture, peers):
 def test_a_filtered_run_does_not_call_a_local_peer_a_middlebox(peers):
     """With --pid on the client only, the server's reset is invisible by construction: the
     explanation must not claim the (local) server sent none."""
-    from tracer.correlate import Correlator
-    from tracer.explain import explain
-    from tracer.localaddrs import peer_check
-    from tracer.options import Options
+    from tracer.explain.correlate import Correlator
+    from tracer.explain.rules import explain
+    from tracer.kernel.localaddrs import peer_check
+    from tracer.model.options import Options
 
     with Topology.pair() as topo:
         sc = Scope(topo)

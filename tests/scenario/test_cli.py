@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 
 from tests.conftest import REPO
-from tracer.lab.driver import spawn_peer
-from tracer.lab.scenarios import BY_NAME
+from tests.lab.driver import spawn_peer
+from tests.lab.scenarios import BY_NAME
 
 pytestmark = pytest.mark.scenario
 SCHEMA = os.path.join(REPO, "docs", "schema", "event.schema.json")
@@ -81,7 +81,7 @@ def test_json_output_validates_and_replay_gives_the_same_explanations(tmp_path):
 
 
 def test_live_console_in_a_terminal_shows_verdict_pid_and_idle():
-    from tracer.lab.transcript import live_console
+    from tests.lab.transcript import live_console
 
     t = live_console("nat_idle")
     pid_line = [line for line in t.screen.splitlines() if "tte-scheduler (pid" in line]
@@ -103,7 +103,7 @@ def test_traced_process_exit_ends_the_run_with_a_summary(tmp_path):
 def test_escape_sequences_and_markup_in_process_names_stay_inert(tmp_path):
     evil = "\x1b]0;pwn\x07[b]x"          # an OSC title change, a bell, rich markup: 14 bytes
     p, _ = start(tmp_path, "--no-color")
-    from tracer.lab.netns import Topology
+    from tests.lab.netns import Topology
 
     with Topology.pair() as topo:
         cl = spawn_peer(topo, topo.client, evil, f"connect host={topo.server.v4} port=9")

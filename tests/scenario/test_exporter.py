@@ -19,9 +19,9 @@ from collections import Counter
 import pytest
 
 from tests.conftest import REPO
-from tracer.lab import runner
-from tracer.lab.netns import Topology, in_netns
-from tracer.lab.scenarios import BY_NAME
+from tests.lab import runner
+from tests.lab.netns import Topology, in_netns
+from tests.lab.scenarios import BY_NAME
 
 pytestmark = pytest.mark.scenario
 LAB_PORTS = ("8080", "9")

@@ -1,6 +1,6 @@
 """The lab: each user story and each kind of kernel reset, explained as expected.
 
-Runs every scenario of tracer/lab/scenarios.py against the session's capture and checks the
+Runs every scenario of tests/lab/scenarios.py against the session's capture and checks the
 explanations (verdict, who, process, errno, idle time within 0.5 s, inferred timeouts within
 10 %) and the ground truth the applications saw.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tracer.lab import runner
-from tracer.lab.scenarios import BY_NAME, SCENARIOS
+from tests.lab import runner
+from tests.lab.scenarios import BY_NAME, SCENARIOS
 
 pytestmark = pytest.mark.scenario
 
@@ -58,7 +58,7 @@ def test_verdicts_hold_live_with_the_kernels_reason_ignored():
     """The switch compiles the program without the reason field (as on kernels before 6.10);
     the inferred reasons must still lead to the expected verdicts, live."""
     from tests.conftest import start_capture
-    from tracer.options import Options
+    from tracer.model.options import Options
 
     cap, col = start_capture(Options(ignore_kernel_reason=True))
     try:

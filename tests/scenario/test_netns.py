@@ -1,4 +1,4 @@
-"""Scenario tests of tracer.lab.netns: real namespaces, real veths, real nftables, real TCP.
+"""Scenario tests of tests.lab.netns: real namespaces, real veths, real nftables, real TCP.
 
 Every address used belongs to a namespace the lab creates; every wait is bounded (the longest
 is the 4 s idle that lets the NAT router's conntrack forget a flow).
@@ -20,8 +20,8 @@ from typing import Iterator
 
 import pytest
 
-from tracer.lab import netns as lab
-from tracer.lab.netns import Host, LabError, Topology, cleanup_leftovers, in_netns
+from tests.lab import netns as lab
+from tests.lab.netns import Host, LabError, Topology, cleanup_leftovers, in_netns
 
 pytestmark = [
     pytest.mark.scenario,
@@ -392,7 +392,7 @@ def test_leftovers_of_a_dead_process_are_swept() -> None:
     # may sweep its namespaces.
     code = textwrap.dedent("""
         import os, sys
-        from tracer.lab.netns import Topology
+        from tests.lab.netns import Topology
         t = Topology.pair()
         print(t.prefix, flush=True)
         sys.stdin.readline()

@@ -6,7 +6,7 @@ import dataclasses
 import glob
 import os
 
-from tracer.record import Record, RecordType
+from tracer.model.record import Record, RecordType
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 RECORDINGS = sorted(glob.glob(os.path.join(DATA, "recordings", "*.jsonl")))

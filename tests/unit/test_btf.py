@@ -1,4 +1,4 @@
-"""Tests for tracer.btf: a synthetic blob (no root) and the running kernel's BTF."""
+"""Tests for tracer.kernel.btf: a synthetic blob (no root) and the running kernel's BTF."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from tracer.btf import Btf, BtfError, Member
+from tracer.kernel.btf import Btf, BtfError, Member
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.helpers import record
-from tracer.correlate import SETTLE_NS, Correlator
-from tracer.record import RecordType
+from tracer.explain.correlate import SETTLE_NS, Correlator
+from tracer.model.record import RecordType
 
 pytestmark = pytest.mark.unit
 

@@ -14,12 +14,13 @@ from collections import Counter
 import pytest
 
 from tests.unit.helpers import DATA, RECORDINGS, name_of
-from tracer import localaddrs, recording
-from tracer.correlate import Correlator
-from tracer.explain import explain
-from tracer.lab import runner
-from tracer.lab.scenarios import BY_NAME
-from tracer.record import decode
+from tracer.kernel import localaddrs
+from tracer.sinks import recording
+from tracer.explain.correlate import Correlator
+from tracer.explain.rules import explain
+from tests.lab import runner
+from tests.lab.scenarios import BY_NAME
+from tracer.model.record import decode
 
 pytestmark = pytest.mark.unit
 INFERENCE_TARGET = 0.95

@@ -8,11 +8,11 @@ import os
 import pytest
 
 from tests.unit.helpers import DATA, record
-from tracer.correlate import Incident
-from tracer.explain import explain, infer_reason
-from tracer.features import Features, parse_format
-from tracer.record import RecordType
-from tracer.verdicts import Verdict
+from tracer.explain.correlate import Incident
+from tracer.explain.rules import explain, infer_reason
+from tracer.kernel.features import Features, parse_format
+from tracer.model.record import RecordType
+from tracer.model.verdicts import Verdict
 
 pytestmark = pytest.mark.unit
 

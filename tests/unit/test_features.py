@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tracer.features import Features, parse_format
+from tracer.kernel.features import Features, parse_format
 
 pytestmark = pytest.mark.unit
 
@@ -73,7 +73,7 @@ def test_receive_reset_cookie_and_required_hooks():
 
 
 def test_listening_rows_of_proc_net_tcp():
-    from tracer.procfs import parse_listening
+    from tracer.kernel.procfs import parse_listening
 
     text = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
             "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0\n"

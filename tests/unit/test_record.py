@@ -8,9 +8,9 @@ import json
 import pytest
 
 from tests.unit.helpers import RECORDINGS
-from tracer import recording
-from tracer.errors import RecordingInvalid
-from tracer.record import RECORD_SIZE, RecordDecodeError, RecordType, decode
+from tracer.sinks import recording
+from tracer.model.errors import RecordingInvalid
+from tracer.model.record import RECORD_SIZE, RecordDecodeError, RecordType, decode
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from tests.unit.helpers import DATA
-from tracer.verdicts import Confidence, Verdict, Who
+from tracer.model.verdicts import Confidence, Verdict, Who
 
 pytestmark = pytest.mark.unit
 SCHEMA_PATH = os.path.join(os.path.dirname(DATA), "..", "docs", "schema", "event.schema.json")

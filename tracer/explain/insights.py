@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
-from tracer.explain import endpoint
-from tracer.safe import printable
+from tracer.explain.rules import endpoint
+from tracer.model.safe import printable
 
 TIME_WAIT_LEN_S = 60          # TCP_TIMEWAIT_LEN, fixed in the kernel
 TIME_WAIT_ALERT = 1000        # estimated TIME_WAIT sockets towards one endpoint worth a word

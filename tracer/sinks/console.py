@@ -1,6 +1,6 @@
 """Output sinks for the live tracer: a human console (rich) and JSON lines.
 
-Every piece of untrusted text goes through tracer.safe.printable and into rich Text objects
+Every piece of untrusted text goes through tracer.model.safe.printable and into rich Text objects
 (never markup strings), so process names cannot change the terminal or the layout.
 Under a storm the console prints at most MAX_BLOCKS_PER_S explanations each second and
 summarizes the rest, counted, once per second; JSON mode prints every event.
@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tracer.capture import Counters
-from tracer.explain import Explanation, endpoint
-from tracer.safe import printable
-from tracer.summary import Summary, service_endpoint
-from tracer.verdicts import Who
+from tracer.kernel.capture import Counters
+from tracer.explain.rules import Explanation, endpoint
+from tracer.model.safe import printable
+from tracer.explain.summary import Summary, service_endpoint
+from tracer.model.verdicts import Who
 
 MAX_BLOCKS_PER_S = 10
 WHO_STYLE = {Who.LOCAL: "bold yellow", Who.PEER: "bold cyan", Who.MIDDLEBOX: "bold magenta",

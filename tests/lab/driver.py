@@ -1,4 +1,4 @@
-"""Drive tracer.lab.peer processes: start one in a namespace, read its step results, release
+"""Drive tests.lab.peer processes: start one in a namespace, read its step results, release
 its waits. Used by the lab scenarios and the tests."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class PeerProc:
-    """A running tracer.lab.peer process; read its JSON step results, release its waits."""
+    """A running tests.lab.peer process; read its JSON step results, release its waits."""
 
     def __init__(self, popen: subprocess.Popen) -> None:
         self.p = popen
@@ -64,7 +64,7 @@ class PeerProc:
 
 
 def spawn_peer(topo, host, name: str, script: str) -> PeerProc:
-    argv = [sys.executable, "-m", "tracer.lab.peer", "--name", name, script]
+    argv = [sys.executable, "-m", "tests.lab.peer", "--name", name, script]
     p = topo.popen(host, argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                    stderr=subprocess.PIPE, text=True, bufsize=1)
     peer = PeerProc(p)

@@ -8,18 +8,16 @@ and the record layout the decoder expects. ``describe()`` prints exactly what wa
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from tracer import record
-from tracer.btf import Btf, BtfError
-from tracer.errors import KernelUnsupported
-from tracer.features import Features
-from tracer.options import Options
+from tracer.model import record
+from tracer.kernel import sources
+from tracer.kernel.btf import Btf, BtfError
+from tracer.model.errors import KernelUnsupported
+from tracer.kernel.features import Features
+from tracer.model.options import Options
 
-BPF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf")
-SOURCE = os.path.join(BPF_DIR, "tte.bpf.c")
 
 # Constant name -> (struct, member path, size the program reads). The size check guards
 # against a field whose type changed under us.
@@ -164,5 +162,5 @@ def build(options: Options, features: Features, btf: Optional[Btf], hz: int) -> 
     for flag, bit in sock_flag_bits(btf).items():
         d[f"TTE_{flag}"] = bit
 
-    cflags = tuple([f"-I{BPF_DIR}"] + [f"-D{k}={v}" for k, v in d.items()])
-    return Program(source=SOURCE, cflags=cflags, io_hooks=io_hooks, hz=hz)
+    cflags = tuple([f"-I{sources.bpf_dir()}"] + [f"-D{k}={v}" for k, v in d.items()])
+    return Program(source=sources.main_source(), cflags=cflags, io_hooks=io_hooks, hz=hz)

@@ -23,13 +23,16 @@ from typing import Optional
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import MetricsHandler
 
-from tracer import __version__, kernel, localaddrs, loader
-from tracer.capture import Capture
-from tracer.correlate import Correlator
-from tracer.errors import TteError
-from tracer.explain import Explanation, explain
-from tracer.summary import service_endpoint
-from tracer.options import Options
+from tracer import __version__
+from tracer.kernel import host as kernel
+from tracer.kernel import localaddrs
+from tracer.kernel import loader
+from tracer.kernel.capture import Capture
+from tracer.explain.correlate import Correlator
+from tracer.model.errors import TteError
+from tracer.explain.rules import Explanation, explain
+from tracer.explain.summary import service_endpoint
+from tracer.model.options import Options
 
 PREFIX = "tcptrace"
 # Edges at the well-known idle timeouts (gunicorn/Node 2-5 s, ALB/Tomcat 60 s, nginx 75 s,

@@ -3,7 +3,7 @@ with real sockets (and a real nginx where it matters) in throwaway network names
 
 A scenario names its topology, acts, returns what the applications saw (the ground truth of
 errnos and timings), and declares what the explainer must conclude (Expect). The runner
-(tracer/lab/runner.py) keeps the namespaces alive until the tracer's records are collected.
+(tests/lab/runner.py) keeps the namespaces alive until the tracer's records are collected.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from tracer.lab.driver import PeerProc
-from tracer.lab.netns import Host, Topology
-from tracer.verdicts import Verdict, Who
+from tests.lab.driver import PeerProc
+from tests.lab.netns import Host, Topology
+from tracer.model.verdicts import Verdict, Who
 
 Spawn = Callable[[Topology, Host, str, str], PeerProc]
 

@@ -14,10 +14,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Optional
 
-from tracer.correlate import Incident
-from tracer.explain import Explanation, endpoint, explain
-from tracer.record import AF_INET6, DecodeContext, Record, RecordType, errno_name
-from tracer.safe import printable
+from tracer.explain.correlate import Incident
+from tracer.explain.rules import Explanation, endpoint, explain
+from tracer.model.record import AF_INET6, DecodeContext, Record, RecordType, errno_name
+from tracer.model.safe import printable
 
 _TYPES = {1: RecordType.RESET_SENT, 2: RecordType.RESET_RECEIVED, 3: RecordType.ABORT, 4: RecordType.STATE}
 

@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tracer import kernel, loader as loader_mod, procfs, program as program_mod
-from tracer.btf import Btf, BtfError
-from tracer.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound, TteError
-from tracer.features import Features, read_features
-from tracer.options import Options
-from tracer.record import DecodeContext, Record, RecordDecodeError, decode
+from tracer.kernel import host as kernel
+from tracer.kernel import loader as loader_mod
+from tracer.kernel import procfs
+from tracer.kernel import program as program_mod
+from tracer.kernel.btf import Btf, BtfError
+from tracer.model.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound, TteError
+from tracer.kernel.features import Features, read_features
+from tracer.model.options import Options
+from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,8 @@ class Capture:
                         summarized=s[7], storm_full=s[8])
 
     def storm(self) -> list:
-        """Storm buckets since the last call, as tracer.storm.StormCount."""
-        from tracer.storm import decode_bucket
+        """Storm buckets since the last call, as tracer.explain.storm.StormCount."""
+        from tracer.explain.storm import decode_bucket
 
         assert self._loader is not None and self.context is not None
         return [decode_bucket(k, n, self.context) for k, n in self._loader.storm_drain()]

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
-from tracer.record import Record, RecordType
+from tracer.model.record import Record, RecordType
 
 JOIN_WINDOW_NS = 5_000_000
 # Records of one reset are produced within microseconds of each other and the consumer drains

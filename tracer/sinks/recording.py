@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional
 
-from tracer.errors import RecordingInvalid
-from tracer.record import DecodeContext, RecordDecodeError
+from tracer.model.errors import RecordingInvalid
+from tracer.model.record import DecodeContext, RecordDecodeError
 
 MAGIC = "tcptrace-explain-recording"
 VERSION = 1

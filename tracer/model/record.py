@@ -2,7 +2,7 @@
 
 This is the edge between the kernel and everything else: nothing downstream sees ctypes or raw
 bytes. Kernel numbers are turned into names here with tables read from the running kernel
-(tracer/features.py), never from tables in our code; a number the kernel did not name is kept
+(tracer/kernel/features.py), never from tables in our code; a number the kernel did not name is kept
 as ``UNKNOWN(n)`` so nothing is silently lost. Recordings store the raw bytes plus the
 DecodeContext, so replay decodes exactly as the live run did.
 """
@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Mapping, Optional
 
 # Mirror of struct tte_record. The BPF program static-asserts its size and two offsets against
-# RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/program.py).
+# RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/kernel/program.py).
 _HEADER = "<BBBBIQQQQIIIiiHH16s16s16s16s16s"
 RECORD_FORMAT = _HEADER + "QQQQQQQQQQQIIIIIBB2x"
 RECORD_SIZE = struct.calcsize(RECORD_FORMAT)

@@ -1,6 +1,6 @@
 """Explain an incident: verdict, who reset, how sure, one or two sentences, evidence, fix.
 
-Pure functions over tracer.correlate.Incident. The kernel's reset reason decides where it
+Pure functions over tracer.explain.correlate.Incident. The kernel's reset reason decides where it
 exists; where it does not (kernels before 6.10, active resets before 6.12, or the
 ignore-kernel-reason switch), infer_reason() applies the decision table of
 shared/reference/kernel-tcp-resets.md §4.2 and the result is marked "inferred:NAME".
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping, Optional
 
-from tracer import knowledge
-from tracer.correlate import Incident
-from tracer.record import Record, RecordType
-from tracer.verdicts import Confidence, Verdict, Who
+from tracer.explain import knowledge
+from tracer.explain.correlate import Incident
+from tracer.model.record import Record, RecordType
+from tracer.model.verdicts import Confidence, Verdict, Who
 
 # A reset received within this long of our first send after an idle period of at least
 # STALE_MIN_IDLE_S answered that send: the idle flow had been forgotten on the way.

@@ -49,7 +49,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from tracer.nsenter import setns_net
+from tracer.kernel.nsenter import setns_net
 
 __all__ = [
     "LabError",

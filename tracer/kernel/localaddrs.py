@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Iterable, Optional
 
-from tracer.nsenter import entered
+from tracer.kernel.nsenter import entered
 
 TTL_S = 5.0
 

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tracer.explain import Explanation, endpoint
+from tracer.explain.rules import Explanation, endpoint
 
 MAX_KEYS = 1000
 

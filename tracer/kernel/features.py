@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from tracer.errors import TracefsMissing
+from tracer.model.errors import TracefsMissing
 
 # BCC reads tracepoint formats from debugfs's tracing directory when it exists, else from
 # tracefs; look in the same order so we detect exactly the layout BCC will compile against.

@@ -1,6 +1,6 @@
 """The tracer's configuration as one frozen, validated object.
 
-The CLI validates user input into Options; tracer/program.py turns Options into -D constants
+The CLI validates user input into Options; tracer/kernel/program.py turns Options into -D constants
 and filter-map entries. Nothing else reads command-line flags.
 """
 

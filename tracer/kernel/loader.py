@@ -1,6 +1,6 @@
 """The one module that imports bcc: compile, fill maps, attach, drain the ring buffer.
 
-Records leave this module as raw bytes handed to a callback (tracer/record.py decodes them);
+Records leave this module as raw bytes handed to a callback (tracer/model/record.py decodes them);
 counters leave as plain dicts. Everything above this module runs without root and without BCC.
 """
 
@@ -10,8 +10,8 @@ import ctypes
 import os
 from typing import Callable, Iterable, Mapping, Optional
 
-from tracer.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
-from tracer.program import Program
+from tracer.model.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
+from tracer.kernel.program import Program
 
 OnRecord = Callable[[bytes], None]
 

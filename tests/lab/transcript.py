@@ -14,8 +14,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from tracer.lab.driver import REPO, spawn_peer
-from tracer.lab.scenarios import BY_NAME
+from tests.lab.driver import REPO, spawn_peer
+from tests.lab.scenarios import BY_NAME
 
 
 @dataclass

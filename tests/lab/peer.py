@@ -1,6 +1,6 @@
 """A scripted TCP peer for the lab and the scenario tests.
 
-Run as ``python3 -m tracer.lab.peer --name NAME 'STEP;STEP;...'`` (usually inside a network
+Run as ``python3 -m tests.lab.peer --name NAME 'STEP;STEP;...'`` (usually inside a network
 namespace with ``ip netns exec``). The process renames itself to NAME (the kernel's comm), so
 tests can tell which process owned a socket. Each step is ``op arg=value ...``; after each step
 the peer prints one JSON line with the step's outcome, including the errno name an operation

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tracer import insights, localaddrs
-from tracer.correlate import Correlator
-from tracer.explain import Explanation, explain
-from tracer.lab.driver import spawn_peer
-from tracer.lab.scenarios import IDLE_TOLERANCE_S, INFERRED_TOLERANCE, Expect, Scenario
-from tracer.record import Record, decode
+from tracer.explain import insights
+from tracer.kernel import localaddrs
+from tracer.explain.correlate import Correlator
+from tracer.explain.rules import Explanation, explain
+from tests.lab.driver import spawn_peer
+from tests.lab.scenarios import IDLE_TOLERANCE_S, INFERRED_TOLERANCE, Expect, Scenario
+from tracer.model.record import Record, decode
 
 SETTLE_S = 0.4
 NSTAT_KEYS = ("TcpOutRsts", "TcpEstabResets", "TcpExtTCPAbortOnClose", "TcpExtTCPAbortOnData",

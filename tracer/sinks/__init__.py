@@ -1,0 +1,1 @@
+"""Where explanations go: the live console, JSON lines, the Prometheus exporter and recordings."""
