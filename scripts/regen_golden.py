@@ -14,18 +14,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tracer.sinks import recording  # noqa: E402
-from tracer.kernel import localaddrs
-from tracer.explain.correlate import Correlator  # noqa: E402
-from tracer.explain.rules import explain  # noqa: E402
-from tracer.model.record import decode  # noqa: E402
+from tracer.explain.pipeline import explain_stream  # noqa: E402
 
 
 def main() -> int:
     for path in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "recordings", "*.jsonl"))):
         rec = recording.load(path)
-        corr = Correlator(peer_is_local=localaddrs.from_list((rec.end or {}).get("local_addrs", [])))
-        corr.feed(decode(b, rec.context) for b in rec.raw)
-        out = [explain(i).to_json() for i in corr.release(None)]
+        records, _ = recording.decoded(rec)
+        out = [e.to_json() for e in explain_stream(records, recording.peer_check(rec))]
         name = os.path.basename(path).rsplit(".", 1)[0]
         with open(os.path.join(ROOT, "tests", "data", "golden", f"{name}.json"), "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=1, ensure_ascii=True)

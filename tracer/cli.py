@@ -101,7 +101,8 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
     the connection had been idle, who reset it, why, and what to change."""
     if ctx.invoked_subcommand is not None:
         return
-    from tracer.sinks.console import ConsoleSink, JsonSink
+    from tracer.sinks.console import ConsoleSink
+    from tracer.sinks.jsonl import JsonSink
     from tracer.live import RunLimits, run_live
 
     try:
@@ -130,7 +131,8 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
 @click.option("--color/--no-color", default=None)
 def replay(path, as_json, remotes, color) -> None:
     """Explain a recording made with --record (no root needed)."""
-    from tracer.sinks.console import ConsoleSink, JsonSink
+    from tracer.sinks.console import ConsoleSink
+    from tracer.sinks.jsonl import JsonSink
     from tracer.live import replay as do_replay
 
     sink = JsonSink() if as_json else ConsoleSink(color=color)
@@ -175,7 +177,7 @@ def doctor() -> None:
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
 def exporter(listen, pids, comms, ports, top_processes, endpoint_labels, ready_file, duration) -> None:
     """Serve Prometheus metrics of resets by reason, verdict and process."""
-    from tracer.sinks.exporter import parse_listen, run_exporter
+    from tracer.serve import parse_listen, run_exporter
 
     host, port = parse_listen(listen)
     options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports))

@@ -18,13 +18,14 @@ from tracer.explain import insights
 from tracer.kernel import localaddrs
 from tracer.kernel import procfs
 from tracer.sinks import recording
-from tracer.kernel.capture import Capture, Counters
-from tracer.explain.correlate import Correlator
+from tracer.kernel.capture import Capture
+from tracer.model.counters import Counters
 from tracer.model.errors import RecordsLost, TteError
-from tracer.explain.rules import Explanation, explain
+from tracer.explain.pipeline import Pipeline, explain_stream
+from tracer.explain.rules import Explanation
 from tracer.model.options import Options
-from tracer.model.record import decode, RecordDecodeError
 from tracer.explain.summary import Summary
+from tracer.sinks.base import Sink
 
 POLL_MS = 10
 STATUS_EVERY_S = 10.0
@@ -60,7 +61,7 @@ class _Stop:
         self.why = signal.Signals(signum).name
 
 
-def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[str] = None,
+def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optional[str] = None,
              ready_file: Optional[str] = None) -> Summary:
     capture = Capture(options)
     capture.build()
@@ -79,16 +80,15 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
             with _open_for_writing(ready_file, "--ready-file") as fh:
                 fh.write(f"{os.getpid()}\n")
         local = localaddrs.peer_check(options, capture.features)
-        corr = Correlator(peer_is_local=local.contains if local else None)
+        pipe = Pipeline(peer_is_local=local.contains if local else None)
         since = datetime.now().strftime("%H:%M:%S")
         last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
         closes = capture.active_closes()
         told: dict[tuple, float] = {}
         alive = set(options.pids)
 
-        def emit(incs) -> bool:
-            for inc in incs:
-                e = explain(inc)
+        def emit(explained: list[Explanation]) -> bool:
+            for e in explained:
                 if not remote_match(limits.remote, e.raddr):
                     continue
                 sink.event(e)
@@ -98,8 +98,8 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
             return False
 
         while not stop.flag:
-            corr.feed(capture.poll(POLL_MS))
-            if emit(corr.release(time.monotonic_ns())):
+            pipe.feed(capture.poll(POLL_MS))
+            if emit(pipe.release(time.monotonic_ns())):
                 break
             now = time.monotonic()
             if limits.duration_s and now - started >= limits.duration_s:
@@ -129,8 +129,8 @@ def run_live(options: Options, sink, limits: RunLimits, record_path: Optional[st
                 last_status = now
                 sink.status(since, summary, capture.counters())
         # Records already in the ring buffer still count: drain and explain them.
-        corr.feed(capture.poll(0))
-        emit(corr.release(None))
+        pipe.feed(capture.poll(0))
+        emit(pipe.release(None))
         _storm(capture, sink, summary)
         counters = capture.counters()
         if writer is not None:
@@ -155,38 +155,26 @@ def _open_for_writing(path: str, option: str):
         raise TteError(f"cannot write {path}: {exc.strerror}", f"choose a writable path for {option}") from exc
 
 
-def _storm(capture: Capture, sink, summary: Summary) -> None:
+def _storm(capture: Capture, sink: Sink, summary: Summary) -> None:
     buckets = capture.storm()
     if buckets:
         sink.storm(buckets)
         summary.add_storm(buckets)
 
 
-def replay(path: str, sink, remote: Sequence[ipaddress._BaseNetwork] = ()) -> tuple[Summary, list[Explanation]]:
+def replay(path: str, sink: Sink, remote: Sequence[ipaddress._BaseNetwork] = ()) -> tuple[Summary, list[Explanation]]:
     rec = recording.load(path)
-    records = []
-    bad = 0
-    for raw in rec.raw:
-        try:
-            records.append(decode(raw, rec.context))
-        except RecordDecodeError:
-            bad += 1
-    end = rec.end if isinstance(rec.end, dict) else {}
-    corr = Correlator(peer_is_local=localaddrs.from_list(end.get("local_addrs", [])))
-    corr.feed(records)
+    records, bad = recording.decoded(rec)
     summary = Summary()
     out = []
-    for inc in corr.release(None):
-        e = explain(inc)
+    for e in explain_stream(records, recording.peer_check(rec)):
         if not remote_match(remote, e.raddr):
             continue
         sink.event(e)
         summary.add(e)
         out.append(e)
-    c = end.get("counters", {})
-    counters = Counters(lost=c.get("lost", 0), filtered=c.get("filtered", 0), records=len(rec.raw),
-                        socks_insert=0, socks_delete=0, rst_received=0, rst_sent_by_reason={},
-                        aborts_by_errno={}, states={})
+    end = rec.end if isinstance(rec.end, dict) else {}
+    counters = Counters.replayed(len(rec.raw), end.get("counters", {}))
     if bad:
         sink.notice(f"{bad} records in {path} could not be decoded and were skipped")
     sink.summary(summary, counters, 0.0)

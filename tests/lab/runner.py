@@ -17,8 +17,8 @@ from typing import Optional
 
 from tracer.explain import insights
 from tracer.kernel import localaddrs
-from tracer.explain.correlate import Correlator
-from tracer.explain.rules import Explanation, explain
+from tracer.explain.pipeline import explain_stream
+from tracer.explain.rules import Explanation
 from tests.lab.driver import spawn_peer
 from tests.lab.scenarios import IDLE_TOLERANCE_S, INFERRED_TOLERANCE, Expect, Scenario
 from tracer.model.record import Record, decode
@@ -165,9 +165,7 @@ def _key(raw: bytes, ctx) -> tuple:
 
 
 def explain_records(records: list[Record], local_addrs: list[str]) -> list[Explanation]:
-    corr = Correlator(peer_is_local=localaddrs.from_list(local_addrs))
-    corr.feed(records)
-    return [explain(i) for i in corr.release(None)]
+    return explain_stream(records, localaddrs.from_list(local_addrs))
 
 
 def check(result: RunResult) -> list[str]:

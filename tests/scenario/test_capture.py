@@ -364,8 +364,7 @@ def test_dual_stack_server_timewait_reset_keeps_its_owner(capture, peers):
 def test_a_filtered_run_does_not_call_a_local_peer_a_middlebox(peers):
     """With --pid on the client only, the server's reset is invisible by construction: the
     explanation must not claim the (local) server sent none."""
-    from tracer.explain.correlate import Correlator
-    from tracer.explain.rules import explain
+    from tracer.explain.pipeline import explain_stream
     from tracer.kernel.localaddrs import peer_check
     from tracer.model.options import Options
 
@@ -382,9 +381,7 @@ def test_a_filtered_run_does_not_call_a_local_peer_a_middlebox(peers):
             sv.finish()
             recs = col.wait_for(sc.client_rec(RST_RECV))
             assert peer_check(opts, cap.features) is None      # filtered: never "local and silent"
-            corr = Correlator(peer_is_local=None)
-            corr.feed(recs)
-            [e] = [explain(i) for i in corr.release(None)]
+            [e] = explain_stream(recs, peer_is_local=None)
             assert e.verdict.value == "peer_abort" and e.who.value == "peer", e
         finally:
             col.stop()

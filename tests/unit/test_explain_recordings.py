@@ -14,10 +14,8 @@ from collections import Counter
 import pytest
 
 from tests.unit.helpers import DATA, RECORDINGS, name_of
-from tracer.kernel import localaddrs
 from tracer.sinks import recording
-from tracer.explain.correlate import Correlator
-from tracer.explain.rules import explain
+from tracer.explain.pipeline import explain_stream
 from tests.lab import runner
 from tests.lab.scenarios import BY_NAME
 from tracer.model.record import decode
@@ -35,9 +33,7 @@ def explained(path: str, strip_reasons: bool = False):
     records = [decode(b, ctx) for b in rec.raw]
     if strip_reasons:
         records = [dataclasses.replace(r, reason=None) for r in records]
-    corr = Correlator(peer_is_local=localaddrs.from_list((rec.end or {}).get("local_addrs", [])))
-    corr.feed(records)
-    return rec, [explain(i) for i in corr.release(None)]
+    return rec, explain_stream(records, recording.peer_check(rec))
 
 
 def test_there_are_recordings_for_every_scenario():
@@ -93,12 +89,10 @@ def test_inference_on_a_simulated_pre_6_10_kernel():
         full = [decode(b, rec.context) for b in rec.raw]
         old = [dataclasses.replace(r, reason=None) for r in full
                if not (r.type.value == "reset_sent" and (r.flag("no_socket") or r.flag("timewait")))]
-        local = localaddrs.from_list((rec.end or {}).get("local_addrs", []))
+        local = recording.peer_check(rec)
 
         def run(records):
-            c = Correlator(peer_is_local=local)
-            c.feed(records)
-            return {(x.netns, x.event, x.ts_ns): x for x in (explain(i) for i in c.release(None))}
+            return {(x.netns, x.event, x.ts_ns): x for x in explain_stream(records, local)}
 
         new_x, old_x = run(full), run(old)
         for key, x in old_x.items():

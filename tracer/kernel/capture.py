@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from tracer.kernel import host as kernel
@@ -20,25 +19,9 @@ from tracer.kernel import program as program_mod
 from tracer.kernel.btf import Btf, BtfError
 from tracer.model.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound, TteError
 from tracer.kernel.features import Features, read_features
+from tracer.model.counters import Counters
 from tracer.model.options import Options
 from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
-
-
-@dataclass(frozen=True)
-class Counters:
-    """Kernel-side counters, summed over CPUs."""
-
-    lost: int
-    filtered: int
-    records: int
-    socks_insert: int
-    socks_delete: int
-    rst_received: int
-    rst_sent_by_reason: dict[str, int]
-    aborts_by_errno: dict[int, int]
-    states: dict[tuple[str, str], int]
-    summarized: int = 0
-    storm_full: int = 0
 
 
 def clock_offset_ns() -> int:

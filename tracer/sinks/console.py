@@ -1,4 +1,4 @@
-"""Output sinks for the live tracer: a human console (rich) and JSON lines.
+"""The human console sink (rich): one block per explained event, counted storms, a summary.
 
 Every piece of untrusted text goes through tracer.model.safe.printable and into rich Text objects
 (never markup strings), so process names cannot change the terminal or the layout.
@@ -8,18 +8,20 @@ summarizes the rest, counted, once per second; JSON mode prints every event.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
-from typing import IO, Optional
+from typing import IO, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tracer.kernel.capture import Counters
+from tracer.model.counters import Counters
+from tracer.sinks.base import TableUsage
+from tracer.explain.insights import Insight
 from tracer.explain.rules import Explanation, endpoint
+from tracer.explain.storm import StormCount
 from tracer.model.safe import printable
 from tracer.explain.summary import Summary, service_endpoint
 from tracer.model.verdicts import Who
@@ -100,7 +102,7 @@ class ConsoleSink:
         self._held.clear()
         self._shown = 0
 
-    def storm(self, buckets) -> None:
+    def storm(self, buckets: Sequence[StormCount]) -> None:
         self.flush_storm()
         total = sum(b.count for b in buckets)
         t = Text()
@@ -110,7 +112,7 @@ class ConsoleSink:
             t.append("\n    " + b.describe())
         self.console.print(t)
 
-    def insight(self, ins) -> None:
+    def insight(self, ins: Insight) -> None:
         t = Text()
         t.append(f" {ins.kind} ", style="reverse bold red")
         t.append("  " + printable(ins.text) + "\n")
@@ -131,7 +133,8 @@ class ConsoleSink:
             t.append(f" ({LOSS_HINT})", style="bold red")
         self.console.print(t)
 
-    def summary(self, summary: Summary, counters: Counters, seconds: float, tables=None) -> None:
+    def summary(self, summary: Summary, counters: Counters, seconds: float,
+                tables: Optional[TableUsage] = None) -> None:
         self.flush_storm()
         c = self.console
         c.print(Text(f"\nSummary: {summary.total} resets and aborts explained in {seconds:.0f} s "
@@ -162,39 +165,3 @@ class ConsoleSink:
             t.append(f"({n} x {verdict}, {printable(proc)} -> {remote}):\n  ")
             t.append(printable(fix), style="bold green")
             c.print(t)
-
-
-class JsonSink:
-    """One JSON object per explained event on stdout; nothing else goes to stdout."""
-
-    def __init__(self, out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-
-    def event(self, e: Explanation) -> None:
-        # ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert.
-        self.out.write(json.dumps(e.to_json(), ensure_ascii=True) + "\n")
-        self.out.flush()
-
-    def flush_storm(self) -> None:
-        pass
-
-    def storm(self, buckets) -> None:
-        self.err.write(json.dumps({"insight": "reset_storm", "summarized": sum(b.count for b in buckets),
-                                   "buckets": [b.to_json() for b in buckets]}, ensure_ascii=True) + "\n")
-
-    def insight(self, ins) -> None:
-        # Insights are not events: they go to stderr so stdout stays one event per line.
-        self.err.write(json.dumps(ins.to_json(), ensure_ascii=True) + "\n")
-
-    def notice(self, message: str) -> None:
-        self.err.write(printable(message) + "\n")
-
-    def status(self, since: str, summary: Summary, counters: Counters) -> None:
-        pass
-
-    def summary(self, summary: Summary, counters: Counters, seconds: float, tables=None) -> None:
-        self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
-                                   "lost": counters.lost, "filtered": counters.filtered,
-                                   "summarized": counters.summarized, "storm_full": counters.storm_full,
-                                   "seconds": round(seconds, 1), "tables": tables or {}}) + "\n")

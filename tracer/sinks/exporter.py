@@ -11,28 +11,19 @@ remote endpoints are labels only with --endpoint-labels, bounded the same way.
 from __future__ import annotations
 
 import errno as errno_mod
-import http.server
-import signal
-import socket
 import sys
 import threading
 import time
 from collections import Counter, deque
-from typing import Optional
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from tracer import __version__
-from tracer.kernel import host as kernel
-from tracer.kernel import localaddrs
-from tracer.kernel import loader
-from tracer.kernel.capture import Capture
-from tracer.explain.correlate import Correlator
-from tracer.model.errors import TteError
-from tracer.explain.rules import Explanation, explain
+from tracer.explain.rules import Explanation
 from tracer.explain.summary import service_endpoint
-from tracer.model.options import Options
+
+if TYPE_CHECKING:
+    from tracer.kernel.capture import Capture
 
 PREFIX = "tcptrace"
 # Edges at the well-known idle timeouts (gunicorn/Node 2-5 s, ALB/Tomcat 60 s, nginx 75 s,
@@ -121,8 +112,10 @@ class TimeWaitWindow:
 class KernelCollector:
     """prometheus_client custom collector: everything is read when Prometheus scrapes."""
 
-    def __init__(self, capture: Capture, totals: Totals, tw: TimeWaitWindow, attached: int) -> None:
+    def __init__(self, capture: "Capture", totals: Totals, tw: TimeWaitWindow, attached: int,
+                 build: tuple[str, str, str]) -> None:
         self.capture = capture
+        self.build = build  # (tool version, bcc version, kernel release)
         self.totals = totals
         self.tw = tw
         self.attached = attached
@@ -150,7 +143,7 @@ class KernelCollector:
         c = self.capture.counters()
         info = GaugeMetricFamily(f"{PREFIX}_build_info", "Build and platform of the exporter (always 1).",
                                  labels=["version", "bcc", "kernel"])
-        info.add_metric([__version__, loader.bcc_version(), kernel.release()], 1)
+        info.add_metric(list(self.build), 1)
         yield info
         yield GaugeMetricFamily(f"{PREFIX}_programs_attached", "BPF programs attached to tracepoints.",
                                 value=self.attached)
@@ -224,79 +217,3 @@ class KernelCollector:
         yield GaugeMetricFamily(f"{PREFIX}_scrape_duration_seconds", "Duration of the previous scrape.",
                                 value=self.last_scrape_s)
         self.last_scrape_s = time.monotonic() - start
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    import click
-
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise click.BadParameter(f"{value!r}: use HOST:PORT, e.g. 127.0.0.1:9567 (port 0: any free port, written to --ready-file)", param_hint="--listen")
-    return host, int(port)
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
-                 ready_file: Optional[str] = None, duration_s: Optional[float] = None) -> None:
-    capture = Capture(options)
-    capture.build()
-    stop = threading.Event()
-    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    server = None
-    collector = None
-    try:
-        capture.start()
-        totals = Totals(top_processes, endpoint_labels)
-        tw = TimeWaitWindow()
-        registry = CollectorRegistry(auto_describe=False)
-        collector = KernelCollector(capture, totals, tw, capture.attached())
-        registry.register(collector)
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            server = server_class((host, port), MetricsHandler.factory(registry))
-        except OSError as exc:
-            raise TteError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                           "choose another --listen address or port")
-        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-        if ready_file:
-            try:
-                with open(ready_file, "w", encoding="utf-8") as fh:
-                    fh.write(f"{server.server_address[1]}\n")
-            except OSError as exc:
-                raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file")
-        local = localaddrs.peer_check(options, capture.features)
-        corr = Correlator(peer_is_local=local.contains if local else None)
-        started = last_tw = time.monotonic()
-        while not stop.is_set():
-            corr.feed(capture.poll(50))
-            for inc in corr.release(time.monotonic_ns()):
-                totals.add(explain(inc))
-            now = time.monotonic()
-            if now - last_tw >= 1.0:
-                last_tw = now
-                for b in capture.storm():
-                    if b.type.value != "state":
-                        totals.add(b.explained(), b.count)
-                snap = capture.active_closes()
-                with totals.lock:
-                    tw.observe(now, snap)
-            if duration_s and now - started >= duration_s:
-                break
-    finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if collector is not None:
-            with collector.lock:
-                collector.closed = True
-        capture.close()
-        for s, h in old.items():
-            signal.signal(s, h)

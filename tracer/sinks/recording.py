@@ -13,10 +13,11 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import IO, Iterator, Optional
+from typing import IO, Callable, Iterator, Optional
 
+from tracer.kernel import localaddrs
 from tracer.model.errors import RecordingInvalid
-from tracer.model.record import DecodeContext, RecordDecodeError
+from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
 
 MAGIC = "tcptrace-explain-recording"
 VERSION = 1
@@ -101,3 +102,21 @@ def load(path: str) -> Recording:
             return read(fh, path)
     except OSError as exc:
         raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def decoded(rec: Recording) -> tuple[list[Record], int]:
+    """The recording's records, decoded with its own context, and how many could not be."""
+    out: list[Record] = []
+    bad = 0
+    for raw in rec.raw:
+        try:
+            out.append(decode(raw, rec.context))
+        except RecordDecodeError:
+            bad += 1
+    return out, bad
+
+
+def peer_check(rec: Recording) -> Callable[[str], Optional[bool]]:
+    """Which addresses were this host's during the run (kept in the end line)."""
+    end = rec.end if isinstance(rec.end, dict) else {}
+    return localaddrs.from_list(end.get("local_addrs", []))

@@ -1,0 +1,104 @@
+"""The exporter command: trace, explain, and serve Prometheus metrics until stopped.
+
+The metrics themselves (kernel-map counters read at scrape time, explained totals) live in
+tracer/sinks/exporter.py; this module runs the capture, the pipeline and the HTTP server.
+"""
+
+from __future__ import annotations
+
+import http.server
+import signal
+import socket
+import threading
+import time
+from typing import Optional
+
+from prometheus_client.core import CollectorRegistry
+from prometheus_client.exposition import MetricsHandler
+
+from tracer import __version__
+from tracer.explain.pipeline import Pipeline
+from tracer.kernel import host as kernel
+from tracer.kernel import localaddrs
+from tracer.kernel import loader
+from tracer.kernel.capture import Capture
+from tracer.model.errors import TteError
+from tracer.model.options import Options
+from tracer.sinks.exporter import KernelCollector, TimeWaitWindow, Totals
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    import click
+
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: use HOST:PORT, e.g. 127.0.0.1:9567 (port 0: any free port, written to --ready-file)", param_hint="--listen")
+    return host, int(port)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
+                 ready_file: Optional[str] = None, duration_s: Optional[float] = None) -> None:
+    capture = Capture(options)
+    capture.build()
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    server = None
+    collector = None
+    try:
+        capture.start()
+        totals = Totals(top_processes, endpoint_labels)
+        tw = TimeWaitWindow()
+        registry = CollectorRegistry(auto_describe=False)
+        collector = KernelCollector(capture, totals, tw, capture.attached(),
+                                    (__version__, loader.bcc_version(), kernel.release()))
+        registry.register(collector)
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            server = server_class((host, port), MetricsHandler.factory(registry))
+        except OSError as exc:
+            raise TteError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                           "choose another --listen address or port")
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        if ready_file:
+            try:
+                with open(ready_file, "w", encoding="utf-8") as fh:
+                    fh.write(f"{server.server_address[1]}\n")
+            except OSError as exc:
+                raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file")
+        local = localaddrs.peer_check(options, capture.features)
+        pipe = Pipeline(peer_is_local=local.contains if local else None)
+        started = last_tw = time.monotonic()
+        while not stop.is_set():
+            pipe.feed(capture.poll(50))
+            for e in pipe.release(time.monotonic_ns()):
+                totals.add(e)
+            now = time.monotonic()
+            if now - last_tw >= 1.0:
+                last_tw = now
+                for b in capture.storm():
+                    if b.type.value != "state":
+                        totals.add(b.explained(), b.count)
+                snap = capture.active_closes()
+                with totals.lock:
+                    tw.observe(now, snap)
+            if duration_s and now - started >= duration_s:
+                break
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if collector is not None:
+            with collector.lock:
+                collector.closed = True
+        capture.close()
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,53 @@
+"""The JSON-lines sink: one object per explained event on stdout (the contract of
+docs/schema/event.schema.json); insights, storms, notices and the summary go to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Optional, Sequence
+
+from tracer.explain.insights import Insight
+from tracer.explain.rules import Explanation
+from tracer.explain.storm import StormCount
+from tracer.explain.summary import Summary
+from tracer.model.counters import Counters
+from tracer.sinks.base import TableUsage
+from tracer.model.safe import printable
+
+
+class JsonSink:
+    """One JSON object per explained event on stdout; nothing else goes to stdout."""
+
+    def __init__(self, out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def event(self, e: Explanation) -> None:
+        # ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert.
+        self.out.write(json.dumps(e.to_json(), ensure_ascii=True) + "\n")
+        self.out.flush()
+
+    def flush_storm(self) -> None:
+        pass
+
+    def storm(self, buckets: Sequence[StormCount]) -> None:
+        self.err.write(json.dumps({"insight": "reset_storm", "summarized": sum(b.count for b in buckets),
+                                   "buckets": [b.to_json() for b in buckets]}, ensure_ascii=True) + "\n")
+
+    def insight(self, ins: Insight) -> None:
+        # Insights are not events: they go to stderr so stdout stays one event per line.
+        self.err.write(json.dumps(ins.to_json(), ensure_ascii=True) + "\n")
+
+    def notice(self, message: str) -> None:
+        self.err.write(printable(message) + "\n")
+
+    def status(self, since: str, summary: Summary, counters: Counters) -> None:
+        pass
+
+    def summary(self, summary: Summary, counters: Counters, seconds: float,
+                tables: Optional[TableUsage] = None) -> None:
+        self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
+                                   "lost": counters.lost, "filtered": counters.filtered,
+                                   "summarized": counters.summarized, "storm_full": counters.storm_full,
+                                   "seconds": round(seconds, 1), "tables": tables or {}}) + "\n")
