@@ -19,8 +19,12 @@ def bpf_dir() -> str:
         found = importlib.resources.files("tracer.bpf")
     except ModuleNotFoundError:
         found = None
-    if found is not None and found.joinpath(MAIN).is_file():
-        return str(found)
+    if found is not None:
+        # tracer.bpf is a namespace package (no __init__.py): files() gives a MultiplexedPath,
+        # whose children are real paths.
+        main = found.joinpath(MAIN)
+        if main.is_file():
+            return os.path.dirname(os.fspath(main))
     checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bpf")
     return checkout
 
