@@ -16,7 +16,7 @@ import ipaddress
 import os
 import sys
 import traceback
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -36,14 +36,14 @@ Examples:
 """
 
 
-def _networks(values: tuple[str, ...]) -> list:
+def _networks(values: tuple[str, ...]) -> list[Any]:
     nets = []
     for v in values:
         try:
             nets.append(ipaddress.ip_network(v, strict=False))
         except ValueError:
             raise click.BadParameter(f"{v!r} is not an address or CIDR (e.g. 10.0.0.0/8, 2001:db8::1)",
-                                     param_hint="--remote")
+                                     param_hint="--remote") from None
     return nets
 
 
@@ -110,7 +110,7 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
                           io_hooks=io_hooks, ringbuf_pages=ringbuf_pages, ignore_kernel_reason=ignore_kernel_reason,
                           storm_limit=storm_limit)
     except ValueError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from exc
     limits = RunLimits(duration_s=duration, max_events=max_events, remote=_networks(remotes), strict=strict)
     if print_program:
         from tracer.kernel.capture import Capture

@@ -12,7 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional, Sequence
+from typing import IO, Any, Optional, Sequence, Union
 
 from tracer.explain import insights
 from tracer.kernel import localaddrs
@@ -27,6 +27,7 @@ from tracer.model.options import Options
 from tracer.explain.summary import Summary
 from tracer.sinks.base import Sink
 
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 POLL_MS = 10
 STATUS_EVERY_S = 10.0
 INSIGHT_EVERY_S = 5.0
@@ -37,11 +38,11 @@ INSIGHT_REPEAT_S = 60.0
 class RunLimits:
     duration_s: Optional[float] = None
     max_events: Optional[int] = None
-    remote: Sequence[ipaddress._BaseNetwork] = ()
+    remote: Sequence[Network] = ()
     strict: bool = False
 
 
-def remote_match(nets: Sequence[ipaddress._BaseNetwork], addr: str) -> bool:
+def remote_match(nets: Sequence[Network], addr: str) -> bool:
     if not nets:
         return True
     try:
@@ -56,7 +57,7 @@ class _Stop:
         self.flag = False
         self.why = ""
 
-    def __call__(self, signum, frame) -> None:
+    def __call__(self, signum: int, frame: object) -> None:
         self.flag = True
         self.why = signal.Signals(signum).name
 
@@ -65,6 +66,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
              ready_file: Optional[str] = None) -> Summary:
     capture = Capture(options)
     capture.build()
+    assert capture.context is not None and capture.features is not None
     writer = None
     rec_fh = None
     stop = _Stop()
@@ -84,7 +86,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
         since = datetime.now().strftime("%H:%M:%S")
         last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
         closes = capture.active_closes()
-        told: dict[tuple, float] = {}
+        told: dict[tuple[Any, ...], float] = {}
         alive = set(options.pids)
 
         def emit(explained: list[Explanation]) -> bool:
@@ -148,7 +150,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
             signal.signal(s, h)
 
 
-def _open_for_writing(path: str, option: str):
+def _open_for_writing(path: str, option: str) -> IO[str]:
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as exc:
@@ -162,7 +164,7 @@ def _storm(capture: Capture, sink: Sink, summary: Summary) -> None:
         summary.add_storm(buckets)
 
 
-def replay(path: str, sink: Sink, remote: Sequence[ipaddress._BaseNetwork] = ()) -> tuple[Summary, list[Explanation]]:
+def replay(path: str, sink: Sink, remote: Sequence[Network] = ()) -> tuple[Summary, list[Explanation]]:
     rec = recording.load(path)
     records, bad = recording.decoded(rec)
     summary = Summary()
@@ -181,12 +183,12 @@ def replay(path: str, sink: Sink, remote: Sequence[ipaddress._BaseNetwork] = ())
     return summary, out
 
 
-def _opts_json(o: Options) -> dict:
+def _opts_json(o: Options) -> dict[str, Any]:
     return {"pids": sorted(o.pids), "comms": sorted(o.comms), "ports": sorted(o.ports),
             "states": o.states, "ignore_kernel_reason": o.ignore_kernel_reason}
 
 
-def _counters_json(c: Counters) -> dict:
+def _counters_json(c: Counters) -> dict[str, Any]:
     return {"lost": c.lost, "filtered": c.filtered, "records": c.records,
             "rst_sent_by_reason": c.rst_sent_by_reason, "rst_received": c.rst_received,
             "aborts_by_errno": {str(k): v for k, v in c.aborts_by_errno.items()}}

@@ -49,6 +49,7 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None) -> None:
     capture = Capture(options)
     capture.build()
+    assert capture.features is not None
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     server = None
@@ -66,14 +67,14 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
             server = server_class((host, port), MetricsHandler.factory(registry))
         except OSError as exc:
             raise TteError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                           "choose another --listen address or port")
+                           "choose another --listen address or port") from None
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         if ready_file:
             try:
                 with open(ready_file, "w", encoding="utf-8") as fh:
                     fh.write(f"{server.server_address[1]}\n")
             except OSError as exc:
-                raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file")
+                raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file") from None
         local = localaddrs.peer_check(options, capture.features)
         pipe = Pipeline(peer_is_local=local.contains if local else None)
         started = last_tw = time.monotonic()

@@ -54,7 +54,7 @@ class PeerProc:
             try:
                 d = json.loads(line)
             except ValueError:
-                raise AssertionError(f"peer printed a non-JSON line {line!r}; stdout={out!r} stderr={err!r}")
+                raise AssertionError(f"peer printed a non-JSON line {line!r}; stdout={out!r} stderr={err!r}") from None
             self.lines.append(d)
         assert self.p.returncode == 0, f"peer failed rc={self.p.returncode}: {err}"
         return self.lines

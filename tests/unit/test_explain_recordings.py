@@ -91,7 +91,7 @@ def test_inference_on_a_simulated_pre_6_10_kernel():
                if not (r.type.value == "reset_sent" and (r.flag("no_socket") or r.flag("timewait")))]
         local = recording.peer_check(rec)
 
-        def run(records):
+        def run(records, local=local):
             return {(x.netns, x.event, x.ts_ns): x for x in explain_stream(records, local)}
 
         new_x, old_x = run(full), run(old)

@@ -64,11 +64,11 @@ def _same_peer(a: Record, b: Record) -> bool:
     return True
 
 
-def _swapped(r: Record) -> tuple:
+def _swapped(r: Record) -> tuple[object, ...]:
     return (r.raddr, r.rport, r.laddr, r.lport)
 
 
-def _plain(r: Record) -> tuple:
+def _plain(r: Record) -> tuple[object, ...]:
     return (r.laddr, r.lport, r.raddr, r.rport)
 
 
@@ -78,7 +78,7 @@ class Correlator:
     def __init__(self, peer_is_local: Optional[Callable[[str], Optional[bool]]] = None,
                  settle_ns: int = SETTLE_NS) -> None:
         self._pending: list[Record] = []
-        self._recent: "OrderedDict[tuple, Record]" = OrderedDict()
+        self._recent: "OrderedDict[tuple[object, ...], Record]" = OrderedDict()
         self._peer_is_local = peer_is_local or (lambda addr: None)
         self.settle_ns = settle_ns
         self.dropped_states = 0
@@ -95,6 +95,7 @@ class Correlator:
         if not self._pending:
             return []
         self._pending.sort(key=lambda r: r.ts_ns)
+        ready: list[Record]
         if now_ns is None:
             ready, self._pending = self._pending, []
         else:
@@ -102,12 +103,13 @@ class Correlator:
             # Unsettled records per socket address; a settled record waits only for one that
             # could be its partner: same address, same remote end, within the join window (the
             # kernel reuses a freed socket's address for the next connection within ms).
-            unsettled: dict[tuple, list[Record]] = {}
+            unsettled: dict[tuple[object, ...], list[Record]] = {}
             for r in self._pending:
                 if r.ts_ns > cut:
                     unsettled.setdefault((r.netns, r.skaddr), []).append(r)
             hold = len(self._pending) <= PENDING_MAX
-            ready, keep = [], []
+            ready = []
+            keep: list[Record] = []
             for r in self._pending:
                 wait = r.ts_ns > cut or (hold and any(
                     o.ts_ns - r.ts_ns <= JOIN_WINDOW_NS and _same_peer(o, r)
@@ -124,7 +126,7 @@ class Correlator:
         # Per socket, indices in time order (records arrive sorted): a partner is found by
         # scanning neighbours within the join window, not the whole list, because under a storm
         # the kernel reuses one socket address for many connections within a batch.
-        by_sock: dict[tuple, list[int]] = {}
+        by_sock: dict[tuple[object, ...], list[int]] = {}
         pos: dict[int, int] = {}
         for i, r in enumerate(records):
             lst = by_sock.setdefault((r.netns, r.skaddr), [])

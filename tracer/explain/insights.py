@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from tracer.explain.rules import endpoint
 from tracer.model.safe import printable
@@ -33,7 +33,7 @@ class Insight:
     text: str
     fix: tuple[str, ...]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"insight": self.kind, "pid": self.pid, "comm": self.comm, "remote": self.remote,
                 "closes": self.closes, "per_second": round(self.per_second, 1),
                 "time_wait_estimate": self.time_wait_estimate, "text": self.text, "fix": list(self.fix)}

@@ -62,8 +62,8 @@ class Explanation:
     ts_ns: int = 0
     accepted: bool = False   # this side accepted the connection (it is the server)
 
-    def to_json(self) -> dict:
-        d = {
+    def to_json(self) -> dict[str, object]:
+        d: dict[str, object] = {
             "ts": self.ts, "event": self.event, "pid": self.pid, "comm": self.comm,
             "family": self.family, "laddr": self.laddr, "lport": self.lport, "raddr": self.raddr,
             "rport": self.rport, "state": self.state, "reason": self.reason, "errno": self.errno,
@@ -159,7 +159,7 @@ def infer_reason(inc: Incident) -> str:
     return "NOT_SPECIFIED"
 
 
-def resolve_reason(inc: Incident) -> tuple[Optional[str], bool]:
+def resolve_reason(inc: Incident) -> tuple[str, bool]:
     """(reason name, inferred?) for a sent reset."""
     r = inc.primary
     # NOT_SPECIFIED and the enum's MAX sentinel say nothing; an unnamed number neither.
@@ -407,7 +407,7 @@ def _received(inc: Incident, f: Facts) -> Judgement:
     if r.state == "CLOSE_WAIT":
         gap = f.gap_before_fin_ns
         timed = gap is not None and gap >= MIN_TIMEOUT_GAP_NS
-        if r.flag("connected") and timed:
+        if r.flag("connected") and timed and gap is not None:
             limit = gap / 1e9
             comp = knowledge.component_near(limit, "fin")
             j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.HIGH,
@@ -427,7 +427,7 @@ def _received(inc: Incident, f: Facts) -> Judgement:
                           "answered with a reset.",
                           ["read the response to the end and honour 'Connection: close': do not reuse the "
                            "connection after the server's FIN"])
-        elif r.flag("accepted") and timed:
+        elif r.flag("accepted") and timed and gap is not None:
             j = Judgement(Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, Confidence.HIGH,
                           f"The client {there} gave up and closed the connection (FIN) {dur(gap)} after the last "
                           f"data; {me} wrote {dur(f.since_fin_ns)} later and the client answered with a reset. "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from tracer.explain.correlate import Incident
 from tracer.explain.rules import Explanation, endpoint, explain
@@ -54,13 +54,13 @@ class StormCount:
         what = self.reason or self.errno or self.state or ""
         return f"{self.count} x {self.type.value} {what}  {who} <-> {endpoint(self.raddr, self.port)}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"type": self.type.value, "state": self.state, "reason": self.reason, "errno": self.errno,
                 "pid": self.pid or None, "comm": self.comm or None, "remote": self.raddr, "port": self.port,
                 "count": self.count}
 
 
-def decode_bucket(key: dict, count: int, ctx: DecodeContext) -> StormCount:
+def decode_bucket(key: dict[str, Any], count: int, ctx: DecodeContext) -> StormCount:
     fam = key["family"]
     raw = key["raddr"]
     if fam == AF_INET6:

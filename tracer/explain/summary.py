@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from tracer.explain.rules import Explanation, endpoint
+
+if TYPE_CHECKING:
+    from tracer.explain.insights import Insight
+    from tracer.explain.storm import StormCount
+
+Group = tuple[str, str, str]  # (verdict, process, service endpoint)
 
 MAX_KEYS = 1000
 
@@ -23,7 +29,7 @@ def service_endpoint(e: Explanation) -> str:
     return endpoint(e.raddr, e.rport)
 
 
-def _bump(c: Counter, key, n: int = 1) -> None:
+def _bump(c: Counter[Any], key: Any, n: int = 1) -> None:
     if key in c or len(c) < MAX_KEYS:
         c[key] += n
     else:
@@ -34,13 +40,13 @@ def _bump(c: Counter, key, n: int = 1) -> None:
 class Summary:
     total: int = 0
     summarized: int = 0                                  # of total: counted by the kernel in storms
-    by_event: Counter = field(default_factory=Counter)
-    by_verdict: Counter = field(default_factory=Counter)
-    by_process: Counter = field(default_factory=Counter)
-    by_remote: Counter = field(default_factory=Counter)
-    by_group: Counter = field(default_factory=Counter)   # (verdict, process, remote)
-    fixes: dict = field(default_factory=dict)            # group -> first fix
-    insights: list = field(default_factory=list)         # the latest insight per (kind, pid, remote)
+    by_event: Counter[str] = field(default_factory=Counter)
+    by_verdict: Counter[str] = field(default_factory=Counter)
+    by_process: Counter[str] = field(default_factory=Counter)
+    by_remote: Counter[str] = field(default_factory=Counter)
+    by_group: Counter[Any] = field(default_factory=Counter)   # (verdict, process, remote)
+    fixes: dict[Group, str] = field(default_factory=dict)            # group -> first fix
+    insights: list[Insight] = field(default_factory=list)         # the latest insight per (kind, pid, remote)
 
     def add(self, e: Explanation, n: int = 1) -> None:
         self.total += n
@@ -55,26 +61,26 @@ class Summary:
         if group not in self.fixes and e.fix:
             self.fixes[group] = e.fix[0]
 
-    def add_storm(self, buckets) -> None:
+    def add_storm(self, buckets: Sequence[StormCount]) -> None:
         for b in buckets:
             if b.type.value == "state":
                 continue
             self.add(b.explained(), b.count)
             self.summarized += b.count
 
-    def add_insight(self, ins) -> None:
+    def add_insight(self, ins: Insight) -> None:
         self.insights = [i for i in self.insights if (i.kind, i.pid, i.remote) != (ins.kind, ins.pid, ins.remote)]
         self.insights.append(ins)
         del self.insights[:-MAX_KEYS]
 
-    def top_fix(self) -> Optional[tuple[tuple, int, str]]:
+    def top_fix(self) -> Optional[tuple[Group, int, str]]:
         """The fix that would remove the most events: the most frequent group's first fix."""
         for group, n in self.by_group.most_common():
             if group in self.fixes:
                 return group, n, self.fixes[group]
         return None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         top = self.top_fix()
         return {
             "total": self.total,

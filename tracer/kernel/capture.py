@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from tracer.kernel import host as kernel
 from tracer.kernel import loader as loader_mod
@@ -120,7 +120,7 @@ class Capture:
         assert self._loader is not None and self.context is not None
         s = self._loader.stats()
         reasons = self.context.reset_reasons
-        sent = {}
+        sent: dict[str, int] = {}
         for i in range(64):
             n = s[loader_mod.STAT_RST_SENT_BASE + i]
             if n:
@@ -137,7 +137,7 @@ class Capture:
                         rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states,
                         summarized=s[7], storm_full=s[8])
 
-    def storm(self) -> list:
+    def storm(self) -> list[Any]:
         """Storm buckets since the last call, as tracer.explain.storm.StormCount."""
         from tracer.explain.storm import decode_bucket
 
@@ -148,7 +148,7 @@ class Capture:
         assert self._loader is not None
         return self._loader.attached()
 
-    def active_closes(self):
+    def active_closes(self) -> loader_mod.ActiveCloses:
         assert self._loader is not None
         return self._loader.active_closes()
 
@@ -164,5 +164,5 @@ class Capture:
     def __enter__(self) -> "Capture":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from tracer.model.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
 from tracer.kernel.program import Program
 
 OnRecord = Callable[[bytes], None]
+# (pid, family, raddr bytes, rport) -> (connections closed first, process name)
+ActiveCloses = dict[tuple[int, int, bytes, int], tuple[int, str]]
 
 STAT_RST_SENT_BASE = 16
 STAT_ABORT_BASE = 80
@@ -21,7 +23,7 @@ STAT_STATE_BASE = 240
 STAT_MAX = 496
 
 
-def import_bcc():
+def import_bcc() -> Any:
     try:
         import bcc  # noqa: F401  (Debian's python3-bpfcc)
     except ImportError as exc:
@@ -44,7 +46,7 @@ class Loader:
 
     def __init__(self, program: Program) -> None:
         self.program = program
-        self._bpf = None
+        self._bpf: Any = None  # bcc.BPF once loaded; BCC ships no type information
 
     # -- lifecycle ---------------------------------------------------------------------
     def load(self, pids: Iterable[int] = (), ports: Iterable[int] = (), netns: Iterable[int] = (),
@@ -81,7 +83,7 @@ class Loader:
         if listeners:
             self._fill_listeners(listeners)
 
-    def _fill_set(self, name: str, ctype, values: Iterable[int]) -> None:
+    def _fill_set(self, name: str, ctype: Any, values: Iterable[int]) -> None:
         t = self._bpf[name.encode()]
         for v in values:
             t[t.Key(v)] = ctypes.c_uint8(1)
@@ -106,7 +108,7 @@ class Loader:
             t[t.Key((netns << 16) | port)] = leaf
 
     def open_records(self, on_record: OnRecord) -> None:
-        def _cb(_ctx, data, size):
+        def _cb(_ctx: Any, data: Any, size: int) -> None:
             on_record(ctypes.string_at(data, size))
 
         self._cb = _cb  # keep a reference: BCC holds only a C pointer to it
@@ -128,7 +130,7 @@ class Loader:
     def __enter__(self) -> "Loader":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- counters ------------------------------------------------------------------------
@@ -140,16 +142,16 @@ class Loader:
             out[k.value] = sum(per_cpu)
         return out
 
-    def active_closes(self) -> dict[tuple[int, int, bytes, int], tuple[int, str]]:
+    def active_closes(self) -> ActiveCloses:
         """(pid, family, raddr bytes, rport) -> (connections closed first, process name)."""
-        out = {}
+        out: ActiveCloses = {}
         for k, v in self._bpf[b"active_closes"].items():
             out[(k.pid, k.family, bytes(k.raddr), k.rport)] = (v.count, v.comm.decode("utf-8", "replace"))
         return out
 
-    def storm_drain(self) -> list[tuple[dict, int]]:
+    def storm_drain(self) -> list[tuple[dict[str, Any], int]]:
         """Read and delete the storm summary buckets: [(key fields, count)]."""
-        out = []
+        out: list[tuple[dict[str, Any], int]] = []
         t = self._bpf[b"storm"]
         try:
             items = list(t.items_lookup_and_delete_batch())
@@ -169,13 +171,13 @@ class Loader:
     def attached(self) -> int:
         """Programs attached: tracepoints plus raw tracepoints."""
         b = self._bpf
-        return b.num_open_tracepoints() + len(getattr(b, "raw_tracepoint_fds", {}))
+        return int(b.num_open_tracepoints()) + len(getattr(b, "raw_tracepoint_fds", {}))
 
     def table_len(self, name: str) -> int:
         return sum(1 for _ in self._bpf[name.encode()].keys())
 
     def table_max(self, name: str) -> int:
-        return self._bpf[name.encode()].max_entries
+        return int(self._bpf[name.encode()].max_entries)
 
 
 def _release_compiler_heap() -> None:

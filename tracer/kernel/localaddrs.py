@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from tracer.kernel.nsenter import entered
+
+if TYPE_CHECKING:
+    from tracer.kernel.features import Features
+    from tracer.model.options import Options
 
 TTL_S = 5.0
 
@@ -121,13 +125,13 @@ class LocalAddresses:
         return addr in self._addrs
 
 
-def from_list(addrs: Iterable[str]):
+def from_list(addrs: Iterable[str]) -> Callable[[str], Optional[bool]]:
     """A peer_is_local function for replay, from the addresses a recording saved."""
     known = set(addrs)
     return lambda addr: (addr in known) if known else None
 
 
-def peer_check(options, features) -> Optional["LocalAddresses"]:
+def peer_check(options: "Options", features: "Features") -> Optional["LocalAddresses"]:
     """The "is the peer on this host?" checker, or None where its answer would mislead.
 
     "The peer is local and its kernel sent no reset" proves a middlebox only if the tracer would

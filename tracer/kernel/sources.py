@@ -24,7 +24,7 @@ def bpf_dir() -> str:
         # whose children are real paths.
         main = found.joinpath(MAIN)
         if main.is_file():
-            return os.path.dirname(os.fspath(main))
+            return os.path.dirname(str(main))
     checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bpf")
     return checkout
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 
@@ -22,7 +24,7 @@ class Counters:
     storm_full: int = 0
 
     @classmethod
-    def replayed(cls, records: int, end: dict) -> "Counters":
+    def replayed(cls, records: int, end: dict[str, Any]) -> "Counters":
         """What a recording's end line kept of a live run's counters."""
         return cls(lost=end.get("lost", 0), filtered=end.get("filtered", 0), records=records,
                    socks_insert=0, socks_delete=0, rst_received=0, rst_sent_by_reason={},

@@ -14,7 +14,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 # Mirror of struct tte_record. The BPF program static-asserts its size and two offsets against
 # RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/kernel/program.py).
@@ -98,7 +98,7 @@ class DecodeContext:
             return None
         return self.reset_reasons.get(raw, f"UNKNOWN({raw})")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "tcp_states": {str(k): v for k, v in self.tcp_states.items()},
             "reset_reasons": {str(k): v for k, v in self.reset_reasons.items()},
@@ -108,7 +108,7 @@ class DecodeContext:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping) -> "DecodeContext":
+    def from_json(cls, d: Mapping[str, Any]) -> "DecodeContext":
         try:
             return cls(
                 tcp_states={int(k): str(v) for k, v in d["tcp_states"].items()},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import IO, Optional, Sequence
+from typing import Any, IO, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -47,7 +47,7 @@ class ConsoleSink:
                                force_terminal=color, no_color=color is False)
         self._window = int(time.monotonic())
         self._shown = 0
-        self._held: Counter = Counter()
+        self._held: Counter[Any] = Counter()
 
     # -- events ------------------------------------------------------------------------
     def event(self, e: Explanation) -> None:

@@ -15,15 +15,16 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from tracer.explain.rules import Explanation
 from tracer.explain.summary import service_endpoint
 
 if TYPE_CHECKING:
     from tracer.kernel.capture import Capture
+    from tracer.kernel.loader import ActiveCloses
 
 PREFIX = "tcptrace"
 # Edges at the well-known idle timeouts (gunicorn/Node 2-5 s, ALB/Tomcat 60 s, nginx 75 s,
@@ -56,11 +57,11 @@ class Totals:
         self.lock = threading.Lock()
         self.comm = StickyLabels(top_processes)
         self.remote = StickyLabels(top_processes) if endpoint_labels else None
-        self.events: Counter = Counter()        # (event, verdict, who, comm)
-        self.by_remote: Counter = Counter()
+        self.events: Counter[Any] = Counter()        # (event, verdict, who, comm)
+        self.by_remote: Counter[Any] = Counter()
         self.idle_buckets: dict[str, list[int]] = {}
-        self.idle_sum: Counter = Counter()
-        self.idle_count: Counter = Counter()
+        self.idle_sum: dict[str, float] = {}
+        self.idle_count: Counter[str] = Counter()
 
     def add(self, e: Explanation, n: int = 1) -> None:
         with self.lock:
@@ -75,7 +76,7 @@ class Totals:
                 for i, edge in enumerate(IDLE_BUCKETS):
                     if e.idle_s <= edge:
                         b[i] += 1
-                self.idle_sum[e.event] += e.idle_s
+                self.idle_sum[e.event] = self.idle_sum.get(e.event, 0.0) + e.idle_s
                 self.idle_count[e.event] += 1
 
 
@@ -85,11 +86,11 @@ class TimeWaitWindow:
     back from zero: totals add the increase per key, treating a drop as a fresh count."""
 
     def __init__(self) -> None:
-        self.samples: deque = deque()   # (monotonic, {comm: running total})
-        self.totals: Counter = Counter()
-        self._last: dict = {}
+        self.samples: deque[Any] = deque()   # (monotonic, {comm: running total})
+        self.totals: Counter[Any] = Counter()
+        self._last: dict[tuple[int, int, bytes, int], int] = {}
 
-    def observe(self, t: float, snapshot) -> None:
+    def observe(self, t: float, snapshot: ActiveCloses) -> None:
         for key, (n, comm) in snapshot.items():
             prev = self._last.get(key, 0)
             self.totals[comm] += n - prev if n >= prev else n
@@ -124,7 +125,7 @@ class KernelCollector:
         self.closed = False
         self.errors = 0
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         # A scrape racing shutdown, or a kernel read failing, must not print a traceback from
         # the HTTP thread: serve what can be served and count the failure.
         with self.lock:
@@ -138,7 +139,7 @@ class KernelCollector:
             yield CounterMetricFamily(f"{PREFIX}_scrape_errors", "Scrapes that failed to read the kernel "
                                       "maps.", value=self.errors)
 
-    def _collect(self):
+    def _collect(self) -> Iterator[Metric]:
         start = time.monotonic()
         c = self.capture.counters()
         info = GaugeMetricFamily(f"{PREFIX}_build_info", "Build and platform of the exporter (always 1).",
@@ -169,7 +170,7 @@ class KernelCollector:
         with self.totals.lock:
             # Fold label values first, then sum: several names folded into "other" must make
             # one series, not duplicates.
-            closes: Counter = Counter()
+            closes: Counter[Any] = Counter()
             for comm, n in self.tw.totals.items():
                 closes[self.totals.comm(comm)] += n
             active = CounterMetricFamily(f"{PREFIX}_active_closes", "Connections closed first by this host "
@@ -177,7 +178,7 @@ class KernelCollector:
             for comm, n in sorted(closes.items()):
                 active.add_metric([comm], n)
             yield active
-            est: Counter = Counter()
+            est: Counter[Any] = Counter()
             for comm, n in self.tw.estimate().items():
                 est[self.totals.comm(comm)] += n
             tw = GaugeMetricFamily(f"{PREFIX}_time_wait_estimate", "Connections a process closed first in "
@@ -199,10 +200,10 @@ class KernelCollector:
                 yield rem
             hist = HistogramMetricFamily(f"{PREFIX}_reset_idle_seconds", "Idle time of the connection "
                                          "before the reset or abort.", labels=["event"])
-            for event, b in sorted(self.totals.idle_buckets.items()):
-                buckets = [(str(edge), b[i]) for i, edge in enumerate(IDLE_BUCKETS)]
+            for event, counts in sorted(self.totals.idle_buckets.items()):
+                buckets: list[tuple[str, float]] = [(str(edge), counts[i]) for i, edge in enumerate(IDLE_BUCKETS)]
                 buckets.append(("+Inf", self.totals.idle_count[event]))
-                hist.add_metric([event], buckets, self.totals.idle_sum[event])
+                hist.add_metric([event], buckets, self.totals.idle_sum.get(event, 0.0))
             yield hist
 
         yield CounterMetricFamily(f"{PREFIX}_records", "Records the kernel side submitted.", value=c.records)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 from tracer.kernel import localaddrs
 from tracer.model.errors import RecordingInvalid
@@ -24,7 +24,7 @@ VERSION = 1
 
 
 class RecordingWriter:
-    def __init__(self, fh: IO[str], context: DecodeContext, meta: Optional[dict] = None) -> None:
+    def __init__(self, fh: IO[str], context: DecodeContext, meta: Optional[dict[str, Any]] = None) -> None:
         self._fh = fh
         self.count = 0
         header = {"format": MAGIC, "version": VERSION, "context": context.to_json(), "meta": meta or {}}
@@ -35,7 +35,7 @@ class RecordingWriter:
         self._fh.write('{"r":"' + base64.b64encode(raw).decode() + '"}\n')
         self.count += 1
 
-    def finish(self, end: Optional[dict] = None) -> None:
+    def finish(self, end: Optional[dict[str, Any]] = None) -> None:
         if end is not None:
             self._fh.write(json.dumps({"end": end}) + "\n")
         self._fh.flush()
@@ -44,12 +44,12 @@ class RecordingWriter:
 @dataclass
 class Recording:
     context: DecodeContext
-    meta: dict
+    meta: dict[str, Any]
     raw: list[bytes] = field(default_factory=list)
-    end: Optional[dict] = None
+    end: Optional[dict[str, Any]] = None
 
 
-def _lines(fh: IO[str], name: str) -> Iterator[tuple[int, dict]]:
+def _lines(fh: IO[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         lines = list(fh)
     except UnicodeDecodeError as exc:
@@ -71,7 +71,7 @@ def read(fh: IO[str], name: str = "recording") -> Recording:
     try:
         _, header = next(lines)
     except StopIteration:
-        raise RecordingInvalid(f"{name} is empty", "record with: sudo tcptrace-explain --record FILE")
+        raise RecordingInvalid(f"{name} is empty", "record with: sudo tcptrace-explain --record FILE") from None
     if not isinstance(header, dict) or header.get("format") != MAGIC:
         raise RecordingInvalid(f"{name} is not a tcptrace-explain recording",
                                "record with: sudo tcptrace-explain --record FILE")
