@@ -30,7 +30,7 @@ class Check:
 def _privileges() -> Check:
     if os.geteuid() == 0:
         return Check("privileges", True, "running as root")
-    if loader._has_bpf_caps():
+    if loader.has_bpf_caps():
         return Check("privileges", True, "CAP_BPF and CAP_PERFMON")
     return Check("privileges", False, "not root and no CAP_BPF + CAP_PERFMON",
                  "run with sudo (or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)")

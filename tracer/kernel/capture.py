@@ -1,23 +1,22 @@
 """A capture session: from Options to a stream of decoded Records and kernel counters.
 
-This is the API the console, the exporter and the tests use. It probes the kernel (tracefs
-formats, BTF, HZ), builds and loads the program, preloads owners of existing sockets, and
-decodes every record at the edge.
+This is the API the console, the exporter and the tests use. It strings together the steps
+that live in their own modules (preflight checks, feature probing, program build, the loader,
+/proc preload of existing owners) and decodes every record at the edge.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from typing import Any, Callable, Optional
 
 from tracer.kernel import host as kernel
 from tracer.kernel import loader as loader_mod
-from tracer.kernel import procfs
+from tracer.kernel import preflight, procfs
 from tracer.kernel import program as program_mod
 from tracer.kernel.btf import Btf, BtfError
-from tracer.model.errors import HeadersMissing, KernelUnsupported, NotPrivileged, ProcessNotFound, TteError
+from tracer.model.errors import KernelUnsupported, TteError
 from tracer.kernel.features import Features, read_features
 from tracer.model.counters import Counters
 from tracer.model.options import Options
@@ -41,25 +40,11 @@ class Capture:
         self._raw_sink: Optional[Callable[[bytes], None]] = None
         self._sink_error: Optional[OSError] = None
 
-    def preflight(self) -> None:
-        """The checks a user most often fails, in the order that gives the right advice."""
-        if os.geteuid() != 0 and not loader_mod._has_bpf_caps():
-            raise NotPrivileged()
-        loader_mod.import_bcc()
-        if not kernel.headers_present():
-            raise HeadersMissing(kernel.headers_dir())
-
     def build(self) -> program_mod.Program:
-        self.preflight()
+        preflight.check_environment()
         if self.features is None:
             self.features = read_features()
-        for pid in self.options.pids:
-            if not procfs.process_exists(pid):
-                raise ProcessNotFound(pid)
-            tgid = procfs.thread_group(pid)
-            if tgid is not None and tgid != pid:
-                raise TteError(f"{pid} is a thread of process {tgid}; --pid takes a process id",
-                               f"use --pid {tgid}")
+        preflight.check_pids(self.options.pids)
         try:
             btf = Btf.load(kernel.BTF_PATH) if kernel.btf_present() else None
         except BtfError as exc:

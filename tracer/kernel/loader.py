@@ -52,7 +52,7 @@ class Loader:
     def load(self, pids: Iterable[int] = (), ports: Iterable[int] = (), netns: Iterable[int] = (),
              comms: Iterable[str] = (), inode_owners: Optional[Mapping[int, tuple[int, str]]] = None,
              listeners: Optional[Mapping[tuple[int, int], tuple[int, str]]] = None) -> None:
-        if os.geteuid() != 0 and not _has_bpf_caps():
+        if os.geteuid() != 0 and not has_bpf_caps():
             raise NotPrivileged()
         bcc = import_bcc()
         if not os.path.isdir(f"/lib/modules/{os.uname().release}/build/include"):
@@ -191,7 +191,7 @@ def _release_compiler_heap() -> None:
         pass
 
 
-def _has_bpf_caps() -> bool:
+def has_bpf_caps() -> bool:
     """CAP_BPF (39) and CAP_PERFMON (38) in the effective set."""
     try:
         with open("/proc/self/status", encoding="utf-8") as fh:
