@@ -103,6 +103,10 @@ struct tte_record {
 #define TTE_STAT_STATE_BASE    240 /* + old * 16 + new */
 #define TTE_STAT_MAX           496
 
+/* Key of the listeners map: the listening socket's network namespace and local port, as
+ * (netns << TTE_LISTENER_NETNS_SHIFT) | port; user space preloads listeners that predate it. */
+#define TTE_LISTENER_NETNS_SHIFT 16
+
 /* A storm summary bucket: events beyond the per-CPU rate are counted per key, not sent. */
 struct tte_storm_key {
     __u8 type;

@@ -13,10 +13,12 @@ trap cleanup EXIT
 "$here/.venv/bin/pip" wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$work/dist" "$here"
 wheel=$(ls "$work"/dist/tcptrace_explain-*.whl)
 # The wheel must carry the C sources and nothing of the test lab.
-/usr/bin/python3 - "$wheel" <<'PY'
-import sys, zipfile
+/usr/bin/python3 - "$wheel" "$here/bpf" <<'PY'
+import os, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
-need = ["tracer/bpf/tte.bpf.c", "tracer/bpf/tte.h", "tracer/cli.py"]
+# every C part of the program (tte.bpf.c inlines the rest at build time), and the CLI
+need = [f"tracer/bpf/{n}" for n in sorted(os.listdir(sys.argv[2])) if n.endswith((".c", ".h"))]
+need += ["tracer/cli.py"]
 missing = [n for n in need if n not in names]
 lab = [n for n in names if n.startswith(("tests/", "tracer/lab/"))]
 if missing or lab:

@@ -62,7 +62,7 @@ class Loader:
             # Filters must be in place before the first event, so the program compiles them in
             # as "enabled" and drops everything until the maps are filled just below; the few
             # microseconds in between only lose events of the filtered-out kind.
-            self._bpf = bcc.BPF(src_file=self.program.source.encode(), cflags=list(self.program.cflags))
+            self._bpf = bcc.BPF(text=self.program.text.encode(), cflags=list(self.program.cflags))
         except Exception as exc:  # BCC raises bare Exception for compile and load failures
             raise ProgramLoadFailed(
                 f"the BPF program failed to compile or load: {exc}",

@@ -1,6 +1,7 @@
 """Turn Options, tracepoint features and BTF offsets into the exact program BCC compiles.
 
-The C source is a real file (bpf/tte.bpf.c); this module only chooses -D constants:
+The C sources are real files (bpf/tte.bpf.c and the parts it includes); this module only chooses
+-D constants:
 which tracepoint layout to read, which filters to compile in, kernel field offsets from BTF,
 and the record layout the decoder expects. ``describe()`` prints exactly what was compiled
 (the hidden --print-program flag).
@@ -8,6 +9,7 @@ and the record layout the decoder expects. ``describe()`` prints exactly what wa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -64,13 +66,16 @@ STATE_NAMES = (
 
 @dataclass(frozen=True)
 class Program:
-    source: str
+    source: str  # the main file, for messages; BCC compiles `text`
+    text: str  # the main file with its parts inlined (tracer/kernel/sources.py)
     cflags: tuple[str, ...]
     io_hooks: bool
     hz: int
 
     def describe(self) -> str:
-        lines = [f"source: {self.source}", f"io hooks: {self.io_hooks}", f"HZ: {self.hz}", "cflags:"]
+        parts = sorted({p for p in re.findall(r'^#line 1 "([^"]+)"$', self.text, re.M) if p != self.source})
+        lines = [f"source: {self.source}", *(f"  + {p}" for p in parts),
+                 f"io hooks: {self.io_hooks}", f"HZ: {self.hz}", "cflags:"]
         lines += [f"  {f}" for f in self.cflags]
         return "\n".join(lines)
 
@@ -163,4 +168,5 @@ def build(options: Options, features: Features, btf: Optional[Btf], hz: int) -> 
         d[f"TTE_{flag}"] = bit
 
     cflags = tuple([f"-I{sources.bpf_dir()}"] + [f"-D{k}={v}" for k, v in d.items()])
-    return Program(source=sources.main_source(), cflags=cflags, io_hooks=io_hooks, hz=hz)
+    return Program(source=sources.main_source(), text=sources.translation_unit(), cflags=cflags,
+                   io_hooks=io_hooks, hz=hz)

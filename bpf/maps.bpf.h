@@ -1,0 +1,180 @@
+/* tcptrace-explain: the BPF program's maps and the structs they hold.
+ *
+ * Above every map: where its entries are inserted, updated, deleted and read, and why it
+ * stays bounded. Helpers that touch exactly one map live right below it.
+ */
+#ifndef TTE_MAPS_BPF_H
+#define TTE_MAPS_BPF_H
+
+/* What the table knows of one socket. */
+struct tte_sock {
+    u64 birth_ns;
+    u64 estab_ns;
+    u64 fin_ns;
+    u64 close_ns;
+    u64 state_ns;
+    u64 last_send_ns; /* TTE_IO_HOOKS only; with BTF the socket's own timestamps are used */
+    u64 last_recv_ns;
+    /* Activity before the peer's FIN, snapshot at -> CLOSE_WAIT: a later write overwrites
+     * lsndtime, and this gap is what tells a client's read timeout or a server's keep-alive. */
+    u64 fin_last_send_ns;
+    u64 fin_last_recv_ns;
+    u32 pid;
+    u32 retrans;
+    u32 netns;
+    u8 state;
+    u8 owner_src;
+    u8 opened; /* TTE_F_CONNECTED or TTE_F_ACCEPTED >> 8: how the connection began, kept when
+                * the owner is refreshed at close */
+    u8 _pad1;
+    /* The 4-tuple, from state-change arguments: tcp_done() unhashes the socket (clearing its
+     * local port) before the error report runs, so the socket itself no longer has it. */
+    u16 family;
+    u16 lport;
+    u16 rport;
+    u8 laddr[16];
+    u8 raddr[16];
+    char comm[TTE_COMM_LEN];
+    char thread[TTE_COMM_LEN];
+};
+
+/* A destroyed connection, kept so a reset sent later for its 4-tuple (by the timewait socket
+ * that replaced it, or with no socket at all) still finds its owner and history. */
+struct tte_tuple {
+    u32 netns;
+    u16 family;
+    u16 lport;
+    u16 rport;
+    u16 _pad;
+    u8 laddr[16];
+    u8 raddr[16];
+};
+
+struct tte_closed {
+    struct tte_sock sock;
+    u64 destroy_ns;
+    u64 last_send_ns;
+    u64 last_recv_ns;
+    u64 last_ack_ns;
+    u32 flags;
+    u32 srtt_us;
+    u32 total_retrans;
+    u32 _pad;
+};
+
+/* Owner of a socket inode, preloaded by user space from /proc/<pid>/fd at start-up so that
+ * connections opened before the tracer started still have an owner. */
+struct tte_owner {
+    u32 pid;
+    u32 _pad;
+    char comm[TTE_COMM_LEN];
+};
+
+/* socks: the per-socket table, keyed by the kernel socket address.
+ *   insert: inet_sock_set_state on connect (CLOSE->SYN_SENT), listen (->LISTEN) and an accepted
+ *           child's clone (LISTEN->SYN_RECV); with TTE_IO_HOOKS also on first I/O.
+ *   update: later state changes, retransmits.
+ *   delete: tcp:tcp_destroy_sock (the address may be reused by the next allocation).
+ *   read:   every record.
+ * Bounded: LRU of TTE_MAX_SOCKS; an entry whose destroy we missed ages out. */
+BPF_TABLE("lru_hash", u64, struct tte_sock, socks, TTE_MAX_SOCKS);
+
+/* closed: recently destroyed connections that closed first locally (they leave the timewait
+ * socket that answers late data with an RST), keyed by netns + 4-tuple.
+ *   insert: tcp:tcp_destroy_sock.  read: tcp_send_reset from a timewait socket or with no
+ *   socket.  delete: never explicitly; LRU of TTE_MAX_CLOSED keeps the most recent closes, which
+ *   covers a timewait's 60 s lifetime at up to TTE_MAX_CLOSED/60 closes per second. */
+BPF_TABLE("lru_hash", struct tte_tuple, struct tte_closed, closed, TTE_MAX_CLOSED);
+
+/* listeners: (netns << 16 | port) -> the owner of the listening socket, so an accepted child
+ * (cloned in softirq, in whatever task ran it) inherits its server's owner.
+ * insert: ->LISTEN, and user space at start-up for listeners that predate the tracer;
+ * delete: LISTEN->CLOSE by the same owner (another process may listen on the port with
+ * SO_REUSEPORT, e.g. across a reload); LRU bounded. */
+struct tte_listener {
+    u32 pid;
+    u32 _pad;
+    char comm[TTE_COMM_LEN];
+    char thread[TTE_COMM_LEN];
+};
+BPF_TABLE("lru_hash", u64, struct tte_listener, listeners, TTE_MAX_LISTENERS);
+
+/* active_closes: connections closed first by this host (ESTABLISHED -> FIN_WAIT1), per owner
+ * and remote endpoint. The closer holds the TIME_WAIT socket for 60 s, so the rate of these is
+ * the TIME_WAIT population. insert/update: the close path of inet_sock_set_state; read: user
+ * space at scrape or poll time; never deleted: LRU of TTE_MAX_CLOSERS keeps the active ones. */
+struct tte_closer_key {
+    u32 pid;
+    u16 family;
+    u16 rport;
+    u8 raddr[16];
+};
+struct tte_closer {
+    u64 count;
+    char comm[TTE_COMM_LEN];
+};
+BPF_TABLE("lru_hash", struct tte_closer_key, struct tte_closer, active_closes, TTE_MAX_CLOSERS);
+
+/* inode_owners: socket inode -> owner, filled once by user space at start-up; read when the
+ * socket table has no entry. Bounded by TTE_MAX_INODES (user space stops filling at the bound). */
+BPF_HASH(inode_owners, u64, struct tte_owner, TTE_MAX_INODES);
+
+/* Filters, filled by user space before the first event; only compiled in when used. */
+BPF_HASH(filter_pids, u32, u8, TTE_MAX_FILTER);
+BPF_HASH(filter_ports, u16, u8, TTE_MAX_FILTER);
+BPF_HASH(filter_netns, u32, u8, TTE_MAX_FILTER);
+struct tte_comm_key { char comm[TTE_COMM_LEN]; };
+BPF_HASH(filter_comms, struct tte_comm_key, u8, TTE_MAX_FILTER);
+
+/* stats: per-CPU counters (TTE_STAT_*), summed by user space; loss is counted here. */
+BPF_PERCPU_ARRAY(stats, u64, TTE_STAT_MAX);
+/* wakeups: per-CPU record count, to wake the consumer once per TTE_WAKEUP_EVERY records
+ * instead of once per record (user space also polls with a short timeout). */
+BPF_PERCPU_ARRAY(wakeups, u64, 1);
+/* scratch: per-CPU staging for the closed-table value (too big for the 512-byte stack). */
+BPF_PERCPU_ARRAY(scratch, struct tte_closed, 1);
+
+/* storm: events beyond TTE_STORM_LIMIT per CPU per second, counted per summary key instead of
+ * sent one by one. insert/update: admit(); read and delete: user space once a second (lookup
+ * and delete in a batch). Bounded by TTE_MAX_STORM_KEYS; an event that finds it full counts as
+ * lost, never silently dropped. */
+BPF_HASH(storm, struct tte_storm_key, u64, TTE_MAX_STORM_KEYS);
+struct tte_rate {
+    u64 window_ns;
+    u64 count;     /* full records sent in this window */
+    u64 seen;      /* events in this window, sent or counted */
+    u64 prev_seen; /* events in the previous window */
+};
+/* rate: per-CPU event counts in 100 ms windows. A CPU whose previous window exceeded its share
+ * of TTE_STORM_LIMIT events is in a storm: it sends only TTE_STORM_SAMPLE full records per second
+ * and counts the rest, so user space costs almost nothing while the storm lasts. */
+BPF_PERCPU_ARRAY(rate, struct tte_rate, 1);
+
+BPF_RINGBUF_OUTPUT(events, TTE_RINGBUF_PAGES);
+
+static __always_inline void stat_inc(u32 idx)
+{
+    u64 *v = stats.lookup(&idx);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline void count_active_close(const struct tte_sock *s)
+{
+    struct tte_closer_key k = {};
+    k.pid = s->pid;
+    k.family = s->family;
+    k.rport = s->rport;
+    __builtin_memcpy(k.raddr, s->raddr, 16);
+    struct tte_closer *c = active_closes.lookup(&k);
+    if (c) {
+        __sync_fetch_and_add(&c->count, 1);
+        return;
+    }
+    struct tte_closer fresh = {};
+    fresh.count = 1;
+    __builtin_memcpy(fresh.comm, s->comm, TTE_COMM_LEN);
+    active_closes.update(&k, &fresh);
+}
+
+#endif /* TTE_MAPS_BPF_H */
