@@ -16,7 +16,7 @@ import ipaddress
 import os
 import sys
 import traceback
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 
@@ -30,10 +30,59 @@ Examples:
   sudo tcptrace-explain                         every reset and abort on this host
   sudo tcptrace-explain --pid 4242              only process 4242's connections
   sudo tcptrace-explain --port 8080 --duration 300 --record resets.jsonl
+  sudo tcptrace-explain --netns blue            one network namespace (ip netns name, path or inode)
   sudo tcptrace-explain --json | jq .verdict    one JSON object per event
   tcptrace-explain replay resets.jsonl          explain a recording later, without root
   sudo tcptrace-explain doctor                  check this machine
 """
+
+
+def filter_options(live: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The bcc-style filters, shared by the live run, replay and the exporter. `live`: say which
+    of them the kernel applies (in a replay, all of them judge the recorded events)."""
+    k = "; in the kernel" if live else ""
+    opts = [
+        click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True,
+                     help=f"Only sockets owned by this process (repeatable){k}."),
+        click.option("--comm", "comms", multiple=True,
+                     help=f"Only sockets owned by processes with this name (repeatable){k}."),
+        click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
+                     help=f"Local or remote port (repeatable){k}."),
+        click.option("--netns", "netns_specs", multiple=True, metavar="NAME|PATH|INODE",
+                     help="Only this network namespace: an `ip netns` name, a namespace file "
+                          f"(/proc/PID/ns/net) or its inode (comma list, repeatable){k}."),
+        click.option("--remote", "remotes", multiple=True,
+                     help="Remote address or CIDR (repeatable)."),
+    ]
+
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return apply
+
+
+def _netns_values(specs: tuple[str, ...]) -> list[str]:
+    return [v.strip() for spec in specs for v in spec.split(",")]
+
+
+def _event_filter(params: dict[str, Any], known_netns: Optional[dict[int, str]] = None):
+    """EventFilter from the parameters filter_options added (removed from `params`)."""
+    from tracer.explain.filters import EventFilter
+    from tracer.kernel import netns
+
+    return EventFilter(
+        pids=frozenset(params.pop("pids")), comms=frozenset(params.pop("comms")), ports=frozenset(params.pop("ports")),
+        netns=netns.resolve_all(_netns_values(params.pop("netns_specs")), known=known_netns),
+        remotes=tuple(_networks(params.pop("remotes"))),
+    )
+
+
+def _kernel_options(flt, **kw) -> Options:
+    try:
+        return Options(pids=flt.pids, comms=flt.comms, ports=flt.kernel_ports, netns=flt.netns, **kw)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def _networks(values: tuple[str, ...]) -> list[Any]:
@@ -72,10 +121,7 @@ def _print_version(ctx, param, value) -> None:
 
 @click.group(invoke_without_command=True, epilog=EXAMPLES,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True, help="Only sockets owned by this process (repeatable).")
-@click.option("--comm", "comms", multiple=True, help="Only sockets owned by processes with this name (repeatable).")
-@click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True, help="Local or remote port (repeatable).")
-@click.option("--remote", "remotes", multiple=True, help="Remote address or CIDR (repeatable).")
+@filter_options(live=True)
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
 @click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many explained events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout, nothing else.")
@@ -95,8 +141,8 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show versions and detected kernel features.")
 @click.pass_context
-def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states, record_path, ready_file,
-        ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color) -> None:
+def cli(ctx, /, duration, max_events, as_json, states, record_path, ready_file,
+        ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color, **filters) -> None:
     """Explain every TCP reset and abort on this host as it happens: which process, how long
     the connection had been idle, who reset it, why, and what to change."""
     if ctx.invoked_subcommand is not None:
@@ -105,13 +151,10 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
     from tracer.sinks.jsonl import JsonSink
     from tracer.live import RunLimits, run_live
 
-    try:
-        options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports), states=states,
-                          io_hooks=io_hooks, ringbuf_pages=ringbuf_pages, ignore_kernel_reason=ignore_kernel_reason,
-                          storm_limit=storm_limit)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    limits = RunLimits(duration_s=duration, max_events=max_events, remote=_networks(remotes), strict=strict)
+    flt = _event_filter(filters)
+    options = _kernel_options(flt, states=states, io_hooks=io_hooks, ringbuf_pages=ringbuf_pages,
+                              ignore_kernel_reason=ignore_kernel_reason, storm_limit=storm_limit)
+    limits = RunLimits(duration_s=duration, max_events=max_events, strict=strict)
     if print_program:
         from tracer.kernel.capture import Capture
 
@@ -119,24 +162,27 @@ def cli(ctx, pids, comms, ports, remotes, duration, max_events, as_json, states,
         return
     sink = JsonSink() if as_json else ConsoleSink(color=color)
     if not as_json:
-        what = f"pid {', '.join(map(str, pids))}" if pids else "every process"
-        sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {what}; Ctrl-C for the summary")
-    run_live(options, sink, limits, record_path=record_path, ready_file=ready_file)
+        sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {flt.describe()}; "
+                    "Ctrl-C for the summary")
+    run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt)
 
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
-@click.option("--remote", "remotes", multiple=True, help="Remote address or CIDR (repeatable).")
+@filter_options(live=False)
 @click.option("--color/--no-color", default=None)
-def replay(path, as_json, remotes, color) -> None:
+def replay(path, as_json, color, **filters) -> None:
     """Explain a recording made with --record (no root needed)."""
+    from tracer.sinks import recording
     from tracer.sinks.console import ConsoleSink
     from tracer.sinks.jsonl import JsonSink
     from tracer.live import replay as do_replay
 
+    rec = recording.load(path)
+    flt = _event_filter(filters, known_netns=recording.netns_names(rec))
     sink = JsonSink() if as_json else ConsoleSink(color=color)
-    do_replay(path, sink, remote=_networks(remotes))
+    do_replay(rec, sink, event_filter=flt)
 
 
 @cli.command()
@@ -167,22 +213,20 @@ def doctor() -> None:
 
 @cli.command()
 @click.option("--listen", default="127.0.0.1:9567", show_default=True, help="HOST:PORT to serve /metrics on.")
-@click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True)
-@click.option("--comm", "comms", multiple=True)
-@click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True)
+@filter_options(live=True)
 @click.option("--top-processes", type=click.IntRange(min=1), default=20, show_default=True,
               help="Process label values kept; the rest are folded into 'other'.")
 @click.option("--endpoint-labels", is_flag=True, help="Opt in to remote endpoint labels (bounded like processes).")
 @click.option("--ready-file", type=click.Path(dir_okay=False, writable=True))
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
-def exporter(listen, pids, comms, ports, top_processes, endpoint_labels, ready_file, duration) -> None:
+def exporter(listen, top_processes, endpoint_labels, ready_file, duration, **filters) -> None:
     """Serve Prometheus metrics of resets by reason, verdict and process."""
     from tracer.serve import parse_listen, run_exporter
 
     host, port = parse_listen(listen)
-    options = Options(pids=frozenset(pids), comms=frozenset(comms), ports=frozenset(ports))
-    run_exporter(options, host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,
-                 ready_file=ready_file, duration_s=duration)
+    flt = _event_filter(filters)
+    run_exporter(_kernel_options(flt), host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,
+                 ready_file=ready_file, duration_s=duration, event_filter=flt)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -6,16 +6,17 @@ explanations the live run printed.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Optional, Sequence, Union
+from typing import IO, Any, Optional, Union
 
 from tracer.explain import insights
+from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.kernel import localaddrs
+from tracer.kernel import netns as netns_mod
 from tracer.kernel import procfs
 from tracer.sinks import recording
 from tracer.kernel.capture import Capture
@@ -24,10 +25,10 @@ from tracer.model.errors import RecordsLost, TteError
 from tracer.explain.pipeline import Pipeline, explain_stream
 from tracer.explain.rules import Explanation
 from tracer.model.options import Options
+from tracer.model.record import Record
 from tracer.explain.summary import Summary
 from tracer.sinks.base import Sink
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 POLL_MS = 10
 STATUS_EVERY_S = 10.0
 INSIGHT_EVERY_S = 5.0
@@ -38,18 +39,7 @@ INSIGHT_REPEAT_S = 60.0
 class RunLimits:
     duration_s: Optional[float] = None
     max_events: Optional[int] = None
-    remote: Sequence[Network] = ()
     strict: bool = False
-
-
-def remote_match(nets: Sequence[Network], addr: str) -> bool:
-    if not nets:
-        return True
-    try:
-        a = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return any(a.version == n.version and a in n for n in nets)
 
 
 class _Stop:
@@ -63,7 +53,7 @@ class _Stop:
 
 
 def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optional[str] = None,
-             ready_file: Optional[str] = None) -> Summary:
+             ready_file: Optional[str] = None, event_filter: EventFilter = NO_FILTER) -> Summary:
     capture = Capture(options)
     capture.build()
     assert capture.context is not None and capture.features is not None
@@ -73,6 +63,8 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     summary = Summary()
     started = time.monotonic()
+    # Namespace names as events arrive: a container's or a lab's may be gone by the end.
+    ns_names = netns_mod.NameCache()
     try:
         if record_path:
             rec_fh = _open_for_writing(record_path, "--record")
@@ -91,7 +83,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
 
         def emit(explained: list[Explanation]) -> bool:
             for e in explained:
-                if not remote_match(limits.remote, e.raddr):
+                if not event_filter.match(e):
                     continue
                 sink.event(e)
                 summary.add(e)
@@ -99,8 +91,13 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
                     return True
             return False
 
+        def feed(records: list[Record]) -> None:
+            for r in records:
+                ns_names.name(r.netns)
+            pipe.feed(records)
+
         while not stop.flag:
-            pipe.feed(capture.poll(POLL_MS))
+            feed(capture.poll(POLL_MS))
             if emit(pipe.release(time.monotonic_ns())):
                 break
             now = time.monotonic()
@@ -117,7 +114,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
                     break
             if now - last_storm >= 1.0:
                 last_storm = now
-                _storm(capture, sink, summary)
+                _storm(capture, sink, summary, event_filter)
             if now - last_insight >= INSIGHT_EVERY_S:
                 fresh = capture.active_closes()
                 for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
@@ -131,13 +128,14 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
                 last_status = now
                 sink.status(since, summary, capture.counters())
         # Records already in the ring buffer still count: drain and explain them.
-        pipe.feed(capture.poll(0))
+        feed(capture.poll(0))
         emit(pipe.release(None))
-        _storm(capture, sink, summary)
+        _storm(capture, sink, summary, event_filter)
         counters = capture.counters()
         if writer is not None:
             seen = sorted(local.seen) if local else []
-            writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen})
+            writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
+                               "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())}})
         sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
         if limits.strict and counters.lost:
             raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
@@ -157,20 +155,22 @@ def _open_for_writing(path: str, option: str) -> IO[str]:
         raise TteError(f"cannot write {path}: {exc.strerror}", f"choose a writable path for {option}") from exc
 
 
-def _storm(capture: Capture, sink: Sink, summary: Summary) -> None:
-    buckets = capture.storm()
+def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFilter) -> None:
+    buckets = [b for b in capture.storm() if event_filter.match_storm(b)]
     if buckets:
         sink.storm(buckets)
         summary.add_storm(buckets)
 
 
-def replay(path: str, sink: Sink, remote: Sequence[Network] = ()) -> tuple[Summary, list[Explanation]]:
-    rec = recording.load(path)
+def replay(source: Union[str, recording.Recording], sink: Sink,
+           event_filter: EventFilter = NO_FILTER) -> tuple[Summary, list[Explanation]]:
+    rec = recording.load(source) if isinstance(source, str) else source
+    path = source if isinstance(source, str) else rec.name
     records, bad = recording.decoded(rec)
     summary = Summary()
     out = []
     for e in explain_stream(records, recording.peer_check(rec)):
-        if not remote_match(remote, e.raddr):
+        if not event_filter.match(e):
             continue
         sink.event(e)
         summary.add(e)

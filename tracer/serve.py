@@ -17,6 +17,7 @@ from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import MetricsHandler
 
 from tracer import __version__
+from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.explain.pipeline import Pipeline
 from tracer.kernel import host as kernel
 from tracer.kernel import localaddrs
@@ -46,7 +47,8 @@ class _Server6(_Server):
 
 
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
-                 ready_file: Optional[str] = None, duration_s: Optional[float] = None) -> None:
+                 ready_file: Optional[str] = None, duration_s: Optional[float] = None,
+                 event_filter: EventFilter = NO_FILTER) -> None:
     capture = Capture(options)
     capture.build()
     assert capture.features is not None
@@ -81,12 +83,13 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         while not stop.is_set():
             pipe.feed(capture.poll(50))
             for e in pipe.release(time.monotonic_ns()):
-                totals.add(e)
+                if event_filter.match(e):
+                    totals.add(e)
             now = time.monotonic()
             if now - last_tw >= 1.0:
                 last_tw = now
                 for b in capture.storm():
-                    if b.type.value != "state":
+                    if b.type.value != "state" and event_filter.match_storm(b):
                         totals.add(b.explained(), b.count)
                 snap = capture.active_closes()
                 with totals.lock:

@@ -91,3 +91,10 @@ class RecordingInvalid(TteError):
 
 class RecordsLost(TteError):
     exit_code = 11
+
+
+class InvalidOption(TteError):
+    """A value the command line accepted as text but that names nothing real (a namespace, a
+    cgroup): a usage error, with the same exit status as click's own."""
+
+    exit_code = 2

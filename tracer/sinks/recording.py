@@ -47,6 +47,7 @@ class Recording:
     meta: dict[str, Any]
     raw: list[bytes] = field(default_factory=list)
     end: Optional[dict[str, Any]] = None
+    name: str = "recording"   # the file it was read from, for messages
 
 
 def _lines(fh: IO[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -82,7 +83,7 @@ def read(fh: IO[str], name: str = "recording") -> Recording:
         ctx = DecodeContext.from_json(header["context"])
     except (KeyError, RecordDecodeError) as exc:
         raise RecordingInvalid(f"{name}: bad header: {exc}") from exc
-    rec = Recording(context=ctx, meta=header.get("meta") or {})
+    rec = Recording(context=ctx, meta=header.get("meta") or {}, name=name)
     for n, obj in lines:
         if not isinstance(obj, dict):
             raise RecordingInvalid(f"{name}:{n}: not a recording line (expected an object)")
@@ -114,6 +115,18 @@ def decoded(rec: Recording) -> tuple[list[Record], int]:
         except RecordDecodeError:
             bad += 1
     return out, bad
+
+
+def netns_names(rec: Recording) -> dict[int, str]:
+    """inode -> `ip netns` name of the namespaces the recording host had named (end line)."""
+    end = rec.end if isinstance(rec.end, dict) else {}
+    names = end.get("netns_names", {})
+    out: dict[int, str] = {}
+    if isinstance(names, dict):
+        for k, v in names.items():
+            if str(k).isdigit() and isinstance(v, str):
+                out[int(k)] = v
+    return out
 
 
 def peer_check(rec: Recording) -> Callable[[str], Optional[bool]]:
