@@ -2,6 +2,7 @@
 
     sudo tcptrace-explain [--pid N] ...       trace and explain live
     tcptrace-explain replay FILE              explain a recording (no root)
+    tcptrace-explain merge A.jsonl B.jsonl    explain resets from both ends (one recording per host)
     sudo tcptrace-explain doctor              what works here, and the fix for what does not
     sudo tcptrace-explain exporter            Prometheus metrics
 
@@ -33,6 +34,7 @@ Examples:
   sudo tcptrace-explain --netns blue            one network namespace (ip netns name, path or inode)
   sudo tcptrace-explain --json | jq .verdict    one JSON object per event
   tcptrace-explain replay resets.jsonl          explain a recording later, without root
+  tcptrace-explain merge client.jsonl server.jsonl   both ends of each reset, one recording per host
   sudo tcptrace-explain doctor                  check this machine
 """
 
@@ -183,6 +185,22 @@ def replay(path, as_json, color, **filters) -> None:
     flt = _event_filter(filters, known_netns=recording.netns_names(rec))
     sink = JsonSink() if as_json else ConsoleSink(color=color)
     do_replay(rec, sink, event_filter=flt)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
+@click.option("--color/--no-color", default=None)
+def merge(paths, as_json, color) -> None:
+    """Explain each reset from both ends: recordings (--record) from several hosts over the same
+    time window, paired by TCP sequence numbers (through NAT), with the clocks' skew estimated
+    (no root needed)."""
+    from tracer.merge import merge as do_merge
+    from tracer.sinks.console import ConsoleSink
+    from tracer.sinks.jsonl import JsonSink
+
+    sink = JsonSink() if as_json else ConsoleSink(color=color)
+    do_merge(paths, sink)
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from typing import IO, Any, Optional, Union
 
 from tracer.explain import insights
 from tracer.explain.filters import NO_FILTER, EventFilter
+from tracer.kernel import host as kernel_host
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import procfs
@@ -68,7 +69,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
     try:
         if record_path:
             rec_fh = _open_for_writing(record_path, "--record")
-            writer = recording.RecordingWriter(rec_fh, capture.context, meta={"options": _opts_json(options)})
+            writer = recording.RecordingWriter(rec_fh, capture.context, meta=_meta(options, capture))
         capture.start(raw_sink=writer.write if writer else None)
         if ready_file:
             with _open_for_writing(ready_file, "--ready-file") as fh:
@@ -135,7 +136,8 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
         if writer is not None:
             seen = sorted(local.seen) if local else []
             writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
-                               "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())}})
+                               "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
+                               "ended_ns": time.monotonic_ns()})
         sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
         if limits.strict and counters.lost:
             raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
@@ -185,7 +187,17 @@ def replay(source: Union[str, recording.Recording], sink: Sink,
 
 def _opts_json(o: Options) -> dict[str, Any]:
     return {"pids": sorted(o.pids), "comms": sorted(o.comms), "ports": sorted(o.ports),
-            "states": o.states, "ignore_kernel_reason": o.ignore_kernel_reason}
+            "netns": sorted(o.netns), "states": o.states, "ignore_kernel_reason": o.ignore_kernel_reason}
+
+
+def _meta(o: Options, capture: Capture) -> dict[str, Any]:
+    """What a merge of several hosts' recordings needs to know about this one (tracer/merge.py):
+    which machine and boot it is, when it started (CLOCK_MONOTONIC, like the records), and
+    whether a reset missing from it means none was sent (the kernel traces resets sent by
+    TIME_WAIT sockets and without a socket since 6.10: the sockaddr layout of tcp_send_reset)."""
+    assert capture.features is not None
+    return {"options": _opts_json(o), "boot_id": kernel_host.boot_id(), "started_ns": time.monotonic_ns(),
+            "traces_every_reset": capture.features.rst_layout_sockaddr}
 
 
 def _counters_json(c: Counters) -> dict[str, Any]:

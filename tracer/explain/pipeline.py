@@ -1,16 +1,19 @@
 """Records in, explanations out: the one path from a record stream to explained events.
 
 Live tracing, replay, the exporter, the lab and the golden files all go through Pipeline, so a
-recording replayed offline gives the explanations the live run printed. The correlator holds
+recording replayed offline gives the explanations the live run printed; a merge of several
+hosts' recordings (explain_hosts) explains each host's stream the same way, then from both ends. The correlator holds
 back records whose partners may still arrive; ``release(None)`` flushes everything (end of a run
 or of a recording).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
-from tracer.explain.correlate import Correlator
+from tracer.explain import crosshost
+from tracer.explain.correlate import Correlator, Incident
+from tracer.explain.pairing import HostStream, Pairing
 from tracer.explain.rules import Explanation, explain
 from tracer.model.record import Record
 
@@ -28,6 +31,10 @@ class Pipeline:
         """Explanations of every incident settled by ``now_ns`` (None: all of them)."""
         return [explain(inc) for inc in self._corr.release(now_ns)]
 
+    def release_explained(self, now_ns: Optional[int]) -> list[tuple[Incident, Explanation]]:
+        """Like release(), with the incident each explanation is about (for merges)."""
+        return [(inc, explain(inc)) for inc in self._corr.release(now_ns)]
+
     @property
     def dropped_states(self) -> int:
         return self._corr.dropped_states
@@ -38,3 +45,24 @@ def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck]
     p = Pipeline(peer_is_local)
     p.feed(records)
     return p.release(None)
+
+
+def explain_hosts(hosts: Sequence[crosshost.Host]) -> tuple[list[tuple[int, Explanation]], Pairing]:
+    """Several hosts' finished streams (one recording each), explained from both ends of every
+    connection recorded on two of them; events in time order on the first host's clock."""
+    per_host = []
+    for h in hosts:
+        p = Pipeline(h.peer_is_local)
+        p.feed(h.records)
+        per_host.append(p.release_explained(None))
+    pairing = Pairing([HostStream(h.label, h.records) for h in hosts])
+    judged = crosshost.judge_all(hosts, per_host, pairing)
+
+    def when(item: tuple[int, Explanation]) -> int:
+        h, e = item
+        sk = pairing.skew[h]
+        wall = e.ts_ns + hosts[h].mono_to_wall_ns
+        return sk.correct(wall) if sk is not None else wall
+
+    judged.sort(key=when)
+    return judged, pairing

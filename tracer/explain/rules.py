@@ -61,6 +61,10 @@ class Explanation:
     peer: Optional[Mapping[str, object]] = None
     ts_ns: int = 0
     accepted: bool = False   # this side accepted the connection (it is the server)
+    # merge of several hosts' recordings: which host this event is from, and its other end
+    # there (tracer/explain/crosshost.py)
+    host: Optional[str] = None
+    pairing: Optional[Mapping[str, object]] = None
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -78,6 +82,10 @@ class Explanation:
             d["inferred"] = dict(self.inferred)
         if self.peer:
             d["peer"] = dict(self.peer)
+        if self.host is not None:
+            d["host"] = self.host
+        if self.pairing is not None:
+            d["pairing"] = dict(self.pairing)
         return d
 
 

@@ -20,6 +20,16 @@ def release() -> str:
     return os.uname().release
 
 
+def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
+    """This boot of this machine: the same for every tracer on it, different on any other host
+    (and after a reboot), whatever the hostnames. Empty if unreadable."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
 def headers_dir() -> str:
     return f"/lib/modules/{release()}/build"
 

@@ -70,6 +70,10 @@ FLAG_BITS = {
     "no_socket": 1 << 9,
     "connected": 1 << 10,
     "accepted": 1 << 11,
+    "seq": 1 << 12,
+    "ts": 1 << 13,
+    "seg_seq": 1 << 14,
+    "seg_ts": 1 << 15,
 }
 
 
@@ -167,6 +171,23 @@ class Record:
     owner_source: str
     seg_flags: int = 0
     wall_ns: int = field(default=0)
+    # Where the connection stood in sequence space at the event (flag "seq", a full socket):
+    # what identifies it on both hosts, through NAT (tracer/explain/pairing.py).
+    snd_una: int = 0
+    snd_nxt: int = 0
+    rcv_nxt: int = 0
+    bytes_acked: int = 0      # tcp_sock.bytes_acked (RFC 4898): moves with snd_una
+    bytes_received: int = 0   # tcp_sock.bytes_received: moves with rcv_nxt
+    # Flag "ts" (the timestamp option is in use): the peer's last TSval this side accepted
+    # (rx_opt.ts_recent) and the peer's last echo of this side's TSval (rx_opt.rcv_tsecr).
+    ts_recent: int = 0
+    ts_echo: int = 0
+    # Flag "seg_seq": the segment a passive reset answered (sent by the peer): its seq and
+    # ack; flag "seg_ts": its TSval and TSecr.
+    seg_seq: int = 0
+    seg_ack: int = 0
+    seg_tsval: int = 0
+    seg_tsecr: int = 0
 
     def flag(self, name: str) -> bool:
         return bool(self.flags_raw & FLAG_BITS[name])

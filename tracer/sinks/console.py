@@ -65,7 +65,10 @@ class ConsoleSink:
         t = Text()
         t.append(e.ts[11:23] + "  ", style="dim")
         t.append(e.event.replace("_", " ").upper(), style="bold")
-        t.append("  " + _proc(e) + "\n")
+        t.append("  " + _proc(e))
+        if e.host:
+            t.append(f"  on {printable(e.host)}", style="bold")
+        t.append("\n")
         t.append(f"  {endpoint(e.laddr, e.lport)} -> {endpoint(e.raddr, e.rport)}")
         t.append(f"  {e.state or 'no socket'}")
         if e.idle_s is not None:
