@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from tracer.explain.correlate import Incident
 from tracer.explain.pairing import Paired, Pairing, Skew
-from tracer.explain.rules import Explanation, endpoint, iso, secs
+from tracer.explain.rules import STALE_MIN_IDLE_S, Explanation, endpoint, iso, secs
 from tracer.model.record import Record, RecordType
 from tracer.model.verdicts import Confidence, Verdict, Who
 
@@ -125,9 +125,9 @@ class Judge:
         theirs = self.explained(cp.host, y)
         reason = theirs.reason if theirs is not None else y.reason
         why = theirs.explanation if theirs is not None else f"its kernel gave the reason {y.reason or 'none'}"
-        said = f"The {role}'s host ({other.label}) recorded sending this reset" + (
-            f" ({theirs.verdict.value}, {reason})" if theirs is not None and reason else
-            f" ({theirs.verdict.value})" if theirs is not None else "") + f": {why}"
+        what = ", ".join(x for x in ((theirs.verdict.value if theirs else None), reason) if x)
+        said = f"The {role}'s host ({other.label}) recorded sending this reset" + (f" ({what})" if what else "") + "."
+        detail = f"the {role}'s host explains its reset: {why}"
         there = endpoint(r.raddr, r.rport)
         base = (y.reason or "").replace("inferred:", "")
         if r.state == "SYN_SENT":
@@ -144,16 +144,18 @@ class Judge:
         if keep:
             text = f"{e.explanation} {said}"
         elif verdict is Verdict.PEER_ABORT:
-            text = f"{there} reset its live connection with {e.comm or 'this process'}. {said}"
+            text = f"{there} reset its live connection with {e.comm or 'this process'}. {said} {why}"
         else:
-            text = f"The {role} {there} reset this connection. {said}"
+            text = f"The {role} {there} reset this connection. {said} {why}"
         if e.who is Who.MIDDLEBOX:
             text += f" It was not a middlebox: the {role} itself reset the connection."
+        # A kept verdict's fixes are this side's (e.g. the pool's idle time); a corrected one's
+        # cause is on the other end, so its fixes are the other end's own.
         theirs_fix = tuple(f"on the {role} ({other.label}): {f}" for f in (theirs.fix if theirs else ()))
-        fix = (e.fix + theirs_fix) if keep else (theirs_fix or e.fix)
+        fix = e.fix if keep else (theirs_fix or e.fix)
         return dataclasses.replace(e, verdict=verdict, who=Who.PEER, confidence=Confidence.HIGH,
                                    reason=reason, explanation=text, fix=fix,
-                                   evidence=(said,) + e.evidence)
+                                   evidence=(detail,) + e.evidence)
 
     # -- the other end recorded the connection and sent nothing ---------------------------
     def _nobody_there_sent(self, host: int, inc: Incident, e: Explanation, cp: Paired) -> Explanation:
@@ -186,9 +188,10 @@ class Judge:
                     f"but {says}: a middlebox on the path injected the reset (a firewall reject rule, or a "
                     "NAT or load balancer that had lost the flow).")
             fix = ["list reject rules on the path between the two hosts: nft list ruleset | grep -i reset; "
-                   "iptables -S | grep -i reset",
-                   "a NAT or load balancer that forgets flows: compare its idle timeout with this connection's "
-                   f"idle time ({secs(e.idle_s)}) and keep connections idle for less"]
+                   "iptables -S | grep -i reset"]
+            if e.idle_s is not None and e.idle_s >= STALE_MIN_IDLE_S:
+                fix.append("a NAT or load balancer that forgets idle flows: compare its idle timeout with this "
+                           f"connection's idle time ({secs(e.idle_s)}) and keep connections idle for less")
         if gaps:
             text += " Not proven: " + "; ".join(gaps) + "."
         evidence = (proof,) + tuple(f"not proven: {g}" for g in gaps) + e.evidence
@@ -237,7 +240,9 @@ class Judge:
     def _annotate(self, host: int, inc: Incident, e: Explanation, cp: Paired) -> Explanation:
         r = inc.primary
         other = self.hosts[cp.host]
-        theirs = cp.reset or cp.records[-1]
+        # The other end's view of the connection: the reset itself, else its latest record that
+        # still has both ports (a socket's own tuple is cleared when it is unhashed at close).
+        theirs = cp.reset or next((x for x in reversed(cp.records) if x.lport and x.rport), cp.records[-1])
         sk = self.relative_skew(host, cp.host)
         translated = _translated(r, theirs)
         pairing: dict[str, object] = {

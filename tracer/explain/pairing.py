@@ -62,8 +62,10 @@ def seq_diff(a: int, b: int) -> int:
 def origins(r: Record) -> Optional[tuple[int, int]]:
     """(start of this side's stream, start of the peer's stream), or None if the record has no
     full socket's sequence numbers, or the peer's stream has not started (SYN_SENT)."""
-    if not r.flag("seq") or r.state == "SYN_SENT":
+    if not r.flag("seq") or r.state in ("SYN_SENT", "LISTEN"):
         return None
+    if not (r.snd_una or r.rcv_nxt or r.bytes_acked or r.bytes_received):
+        return None  # nothing set: not a connection's numbers (the BPF side does not send these)
     return ((r.snd_una - r.bytes_acked) % SEQ_SPACE, (r.rcv_nxt - r.bytes_received) % SEQ_SPACE)
 
 
@@ -244,6 +246,11 @@ class Pairing:
             fits = [j for h, lst in timed.items() if h != v.host
                     for j in self._near(lst, t, h, v.host) if self._fits(seg, self._views[j])]
             groups = {self._groups.find(j) for j in fits}
+            if len(groups) > 1 and seg.flag("seg_ts"):
+                # The segment echoes the last TSval its sender accepted (its ts_recent then).
+                fits = [j for j in fits if any(r.flag("ts") and r.ts_recent == seg.seg_tsecr
+                                               for r in self._views[j].records)] or fits
+                groups = {self._groups.find(j) for j in fits}
             if len(groups) == 1:
                 self._groups.union(i, fits[0])
             elif len(groups) > 1:
