@@ -169,6 +169,24 @@
 #ifndef TTE_OFF_TP_SND_UNA
 #error "TTE_OFF_TP_SND_UNA is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
 #endif
+#ifndef TTE_OFF_TP_SND_NXT
+#error "TTE_OFF_TP_SND_NXT is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TP_BYTES_ACKED
+#error "TTE_OFF_TP_BYTES_ACKED is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TP_BYTES_RECEIVED
+#error "TTE_OFF_TP_BYTES_RECEIVED is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TP_TS_RECENT
+#error "TTE_OFF_TP_TS_RECENT is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TP_TS_RECENT_STAMP
+#error "TTE_OFF_TP_TS_RECENT_STAMP is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TP_RCV_TSECR
+#error "TTE_OFF_TP_RCV_TSECR is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
 #ifndef TTE_OFF_TASK_GROUP_LEADER
 #error "TTE_OFF_TASK_GROUP_LEADER is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
 #endif

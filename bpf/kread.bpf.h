@@ -82,6 +82,39 @@ static __always_inline int full_tcp_state(int state)
            state != 0;
 }
 
+/* Where a full socket stands in sequence space. snd_una - bytes_acked and rcv_nxt -
+ * bytes_received stay constant for the connection's life (tcp_snd_una_update() and
+ * tcp_rcv_nxt_update() move each pair together) and NAT does not rewrite them: they identify the
+ * connection on both hosts (tracer/explain/pairing.py). */
+static __always_inline void read_seq_fields(struct tte_record *r, const void *sk)
+{
+    r->snd_una = rd_u32(sk, TTE_OFF_TP_SND_UNA);
+    r->snd_nxt = rd_u32(sk, TTE_OFF_TP_SND_NXT);
+    r->rcv_nxt = rd_u32(sk, TTE_OFF_TP_RCV_NXT);
+    r->bytes_acked = rd_u64(sk, TTE_OFF_TP_BYTES_ACKED);
+    r->bytes_received = rd_u64(sk, TTE_OFF_TP_BYTES_RECEIVED);
+    r->flags |= TTE_F_SEQ;
+    /* ts_recent_stamp is set (ktime_get_seconds()) whenever a TSval is stored (tcp_store_ts_recent,
+     * tcp_create_openreq_child), so 0 means the option is off. ts_recent is the peer's clock
+     * with its per-connection offset; rcv_tsecr is kept with this side's offset removed
+     * (tcp_fast_parse_options()): this host's TCP clock, in ms, when it sent what the peer last
+     * echoed. */
+    if (rd_u32(sk, TTE_OFF_TP_TS_RECENT_STAMP)) {
+        r->ts_recent = rd_u32(sk, TTE_OFF_TP_TS_RECENT);
+        r->ts_echo = rd_u32(sk, TTE_OFF_TP_RCV_TSECR);
+        r->flags |= TTE_F_TS;
+    }
+}
+
+/* Whether a state change finds the sequence numbers set: not while entering SYN_SENT or
+ * SYN_RECV (tcp_v4_connect() and inet_csk_clone_lock() change the state before they are set),
+ * and never on a listener (LISTEN has no connection). */
+static __always_inline int seq_set_at(int old_state, int new_state)
+{
+    return full_tcp_state(new_state) && new_state != TTE_TCP_SYN_SENT && new_state != TTE_TCP_SYN_RECV &&
+           old_state != TTE_TCP_LISTEN;
+}
+
 /* Timestamps and queue sizes the kernel keeps in every tcp_sock: idle time without any
  * per-I/O hook. Only for full sockets (a timewait sock is smaller than a tcp_sock). */
 static __always_inline void read_tcp_fields(struct tte_record *r, const void *sk, u64 now_ns)
@@ -95,6 +128,7 @@ static __always_inline void read_tcp_fields(struct tte_record *r, const void *sk
     r->unread_bytes = rd_u32(sk, TTE_OFF_TP_RCV_NXT) - rd_u32(sk, TTE_OFF_TP_COPIED_SEQ);
     r->unacked_bytes = rd_u32(sk, TTE_OFF_TP_WRITE_SEQ) - rd_u32(sk, TTE_OFF_TP_SND_UNA);
     r->flags |= TTE_F_TCP_FIELDS;
+    read_seq_fields(r, sk);
 }
 
 /* 4-tuple from the socket itself (sock_common: valid for full and timewait sockets). */
@@ -146,6 +180,26 @@ static __always_inline u8 segment_flags(const void *skb)
     if (!head || th == 0xffff)
         return 0;
     return rd_u8(head, th + 13);
+}
+
+/* The segment's own sequence numbers (tcphdr.seq, ack_seq) and, when it carries the timestamp
+ * option in the layout RFC 7323 appendix A recommends and Linux sends (NOP, NOP, kind 8, length
+ * 10 right after the fixed header), its TSval and TSecr. The peer sent the segment: its numbers
+ * place the reset in the peer's connection when this side had no full socket (timewait, none). */
+static __always_inline void segment_seq(struct tte_record *r, const void *skb)
+{
+    const u8 *head = (const u8 *)rd_u64(skb, TTE_OFF_SKB_HEAD);
+    u16 th = rd_u16(skb, TTE_OFF_SKB_TRANSPORT_HEADER);
+    if (!head || th == 0xffff)
+        return;
+    r->seg_seq = bpf_ntohl(rd_u32(head, th + 4));
+    r->seg_ack = bpf_ntohl(rd_u32(head, th + 8));
+    r->flags |= TTE_F_SEG_SEQ;
+    if ((rd_u8(head, th + 12) >> 4) >= 8 && rd_u32(head, th + 20) == bpf_htonl(0x0101080a)) {
+        r->seg_tsval = bpf_ntohl(rd_u32(head, th + 24));
+        r->seg_tsecr = bpf_ntohl(rd_u32(head, th + 28));
+        r->flags |= TTE_F_SEG_TS;
+    }
 }
 
 /* The remote end of the segment a listener answered: the tracepoint takes addresses from the

@@ -114,6 +114,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         r->old_state = os;
         tuple_from_sk(r, sk);
         r->netns = sk_netns(sk);
+        if (seq_set_at(os, ns))
+            read_seq_fields(r, sk);
         submit(r);
 #endif
         return 0;
@@ -161,6 +163,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     tuple_from_sk(r, sk);
     r->netns = s->netns;
     copy_sock(r, s);
+    if (seq_set_at(os, ns))
+        read_seq_fields(r, sk);
     submit(r);
 #endif
     return 0;
@@ -287,8 +291,10 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     r->netns = t.netns;
     r->ino = ino;
     r->flags = flags;
-    if (skb)
+    if (skb) {
         r->seg_flags = segment_flags(skb);
+        segment_seq(r, skb);
+    }
     if (c) {
         fill_from_closed(r, c);
     } else if (sk) {

@@ -42,6 +42,10 @@ enum tte_owner_source {
 #define TTE_F_NO_SOCKET    (1u << 9) /* the kernel had no socket for the segment */
 #define TTE_F_CONNECTED    (1u << 10) /* this host opened the connection (connect: the client side) */
 #define TTE_F_ACCEPTED     (1u << 11) /* this host accepted it (a listener's child: the server side) */
+#define TTE_F_SEQ          (1u << 12) /* snd_una..bytes_received were read from the full socket */
+#define TTE_F_TS           (1u << 13) /* the timestamp option is in use: ts_recent and ts_echo are set */
+#define TTE_F_SEG_SEQ      (1u << 14) /* seg_seq and seg_ack: the segment a passive reset answered */
+#define TTE_F_SEG_TS       (1u << 15) /* seg_tsval and seg_tsecr: that segment's timestamp option */
 
 struct tte_record {
     /* common header */
@@ -86,6 +90,21 @@ struct tte_record {
     __u8 owner_src;      /* enum tte_owner_source */
     __u8 seg_flags;      /* TCP flags of the segment a passive reset answered (SYN=0x02, ACK=0x10) */
     __u8 _pad[2];
+    /* Where the connection stood in sequence space: what identifies it on both hosts, through
+     * NAT (tracer/explain/pairing.py). Appended: a recording's older, shorter records are this
+     * layout's prefix, decoded with these fields 0. */
+    __u32 snd_una;       /* TTE_F_SEQ: tcp_sock.snd_una */
+    __u32 snd_nxt;       /* TTE_F_SEQ: tcp_sock.snd_nxt */
+    __u32 rcv_nxt;       /* TTE_F_SEQ: tcp_sock.rcv_nxt */
+    __u32 ts_recent;     /* TTE_F_TS: rx_opt.ts_recent, the peer's last TSval this side accepted */
+    __u32 ts_echo;       /* TTE_F_TS: rx_opt.rcv_tsecr, the peer's last echo of this side's TSval */
+    __u32 seg_seq;       /* TTE_F_SEG_SEQ: the answered segment's sequence number (host order) */
+    __u32 seg_ack;       /* TTE_F_SEG_SEQ: its acknowledgment number */
+    __u32 seg_tsval;     /* TTE_F_SEG_TS: its TSval */
+    __u32 seg_tsecr;     /* TTE_F_SEG_TS: its TSecr */
+    __u32 _pad2;
+    __u64 bytes_acked;   /* TTE_F_SEQ: tcp_sock.bytes_acked (RFC 4898), moves with snd_una */
+    __u64 bytes_received; /* TTE_F_SEQ: tcp_sock.bytes_received, moves with rcv_nxt */
 };
 
 /* Per-CPU counters (BPF_PERCPU_ARRAY stats), read at scrape time and for loss accounting. */

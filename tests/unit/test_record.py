@@ -10,7 +10,7 @@ import pytest
 from tests.unit.helpers import RECORDINGS
 from tracer.sinks import recording
 from tracer.model.errors import RecordingInvalid
-from tracer.model.record import RECORD_SIZE, RecordDecodeError, RecordType, decode
+from tracer.model.record import PREFIX_SIZES, RECORD_SIZE, RecordDecodeError, RecordType, decode
 
 pytestmark = pytest.mark.unit
 
@@ -18,12 +18,22 @@ pytestmark = pytest.mark.unit
 def test_recorded_records_decode_to_named_values():
     rec = recording.load([p for p in RECORDINGS if p.endswith("closed_port.jsonl")][0])
     records = [decode(b, rec.context) for b in rec.raw]
-    assert all(len(b) == RECORD_SIZE for b in rec.raw)
+    assert all(len(b) in (RECORD_SIZE, *PREFIX_SIZES) for b in rec.raw)
     sent = [r for r in records if r.type is RecordType.RESET_SENT][0]
     recv = [r for r in records if r.type is RecordType.RESET_RECEIVED][0]
     assert sent.reason == "NO_SOCKET" and sent.state is None and sent.segment_was_syn
     assert recv.state == "SYN_SENT" and recv.comm == "tte-client" and recv.rport == 9
     assert (sent.laddr, sent.lport, sent.raddr, sent.rport) == (recv.raddr, recv.rport, recv.laddr, recv.lport)
+
+
+def test_records_of_the_first_layout_decode_without_sequence_numbers():
+    """A recording made before the sequence fields were appended (bpf/tte.h) still decodes."""
+    rec = recording.load([p for p in RECORDINGS if p.endswith("nat_idle.jsonl")][0])
+    old = [b for b in rec.raw if len(b) == PREFIX_SIZES[0]]
+    assert old, "the committed recordings keep the first layout"
+    r = decode(old[0], rec.context)
+    assert not r.flag("seq") and (r.snd_una, r.rcv_nxt, r.bytes_acked, r.seg_seq) == (0, 0, 0, 0)
+    assert decode(old[0] + bytes(RECORD_SIZE - len(old[0])), rec.context) == r
 
 
 def test_unknown_numbers_stay_visible():

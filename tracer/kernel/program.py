@@ -49,6 +49,14 @@ FIELDS: Mapping[str, tuple[str, str, int]] = {
     "TP_COPIED_SEQ": ("tcp_sock", "copied_seq", 4),
     "TP_WRITE_SEQ": ("tcp_sock", "write_seq", 4),
     "TP_SND_UNA": ("tcp_sock", "snd_una", 4),
+    # sequence positions and their RFC 4898 byte counters: a connection's identity across hosts
+    "TP_SND_NXT": ("tcp_sock", "snd_nxt", 4),
+    "TP_BYTES_ACKED": ("tcp_sock", "bytes_acked", 8),
+    "TP_BYTES_RECEIVED": ("tcp_sock", "bytes_received", 8),
+    # timestamp option (RFC 7323): ts_recent_stamp is 0 while no timestamp was ever stored
+    "TP_TS_RECENT": ("tcp_sock", "rx_opt.ts_recent", 4),
+    "TP_TS_RECENT_STAMP": ("tcp_sock", "rx_opt.ts_recent_stamp", 4),
+    "TP_RCV_TSECR": ("tcp_sock", "rx_opt.rcv_tsecr", 4),
     "TASK_GROUP_LEADER": ("task_struct", "group_leader", 8),
     "TASK_COMM": ("task_struct", "comm", 16),
     "SKB_DEV": ("sk_buff", "dev", 8),

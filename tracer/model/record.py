@@ -19,8 +19,11 @@ from typing import Any, Mapping, Optional
 # Mirror of struct tte_record. The BPF program static-asserts its size and two offsets against
 # RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/kernel/program.py).
 _HEADER = "<BBBBIQQQQIIIiiHH16s16s16s16s16s"
-RECORD_FORMAT = _HEADER + "QQQQQQQQQQQIIIIIBB2x"
+_V1_FORMAT = _HEADER + "QQQQQQQQQQQIIIIIBB2x"
+RECORD_FORMAT = _V1_FORMAT + "IIIIIIIII4xQQ"
 RECORD_SIZE = struct.calcsize(RECORD_FORMAT)
+# Records written before the sequence fields were appended: decoded with those fields 0.
+PREFIX_SIZES = (struct.calcsize(_V1_FORMAT),)
 OFF_BIRTH = struct.calcsize(_HEADER)
 OFF_OWNER_SRC = struct.calcsize(_HEADER + "QQQQQQQQQQQIIIII")
 _STRUCT = struct.Struct(RECORD_FORMAT)
@@ -179,7 +182,9 @@ class Record:
     bytes_acked: int = 0      # tcp_sock.bytes_acked (RFC 4898): moves with snd_una
     bytes_received: int = 0   # tcp_sock.bytes_received: moves with rcv_nxt
     # Flag "ts" (the timestamp option is in use): the peer's last TSval this side accepted
-    # (rx_opt.ts_recent) and the peer's last echo of this side's TSval (rx_opt.rcv_tsecr).
+    # (rx_opt.ts_recent, the peer's clock plus its per-connection offset) and the peer's last
+    # echo of this side's TSval, which the kernel keeps with this side's offset removed
+    # (rx_opt.rcv_tsecr): this host's TCP clock, in ms, when it sent what the peer last echoed.
     ts_recent: int = 0
     ts_echo: int = 0
     # Flag "seg_seq": the segment a passive reset answered (sent by the peer): its seq and
@@ -268,13 +273,17 @@ def errno_name(raw: int) -> Optional[str]:
 
 
 def decode(data: bytes, ctx: DecodeContext) -> Record:
-    if len(data) < RECORD_SIZE:
+    if len(data) in PREFIX_SIZES:
+        data = data + bytes(RECORD_SIZE - len(data))
+    elif len(data) < RECORD_SIZE:
         raise RecordDecodeError(f"record of {len(data)} bytes, expected {RECORD_SIZE}")
     (
         type_raw, family, state_raw, old_state_raw, flags_raw, ts_ns, skaddr, cookie, ino,
         netns, pid, cur_pid, reason_raw, err_raw, lport, rport, laddr, raddr, comm, thread,
         cur_comm, birth, estab, fin, close, state_ts, last_send, last_recv, last_ack, destroy,
         fin_last_send, fin_last_recv, retrans, total_retrans, srtt_us, unread, unacked, owner_src, seg_flags,
+        snd_una, snd_nxt, rcv_nxt, ts_recent, ts_echo, seg_seq, seg_ack, seg_tsval, seg_tsecr,
+        bytes_acked, bytes_received,
     ) = _STRUCT.unpack_from(data)
     rtype = _TYPE_BY_RAW.get(type_raw)
     if rtype is None:
@@ -323,4 +332,15 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
         owner_source=OWNER_SOURCES.get(owner_src, f"unknown({owner_src})"),
         seg_flags=seg_flags,
         wall_ns=ts_ns + ctx.mono_to_wall_ns,
+        snd_una=snd_una,
+        snd_nxt=snd_nxt,
+        rcv_nxt=rcv_nxt,
+        bytes_acked=bytes_acked,
+        bytes_received=bytes_received,
+        ts_recent=ts_recent,
+        ts_echo=ts_echo,
+        seg_seq=seg_seq,
+        seg_ack=seg_ack,
+        seg_tsval=seg_tsval,
+        seg_tsecr=seg_tsecr,
     )
