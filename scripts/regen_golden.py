@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Rewrite tests/data/golden/*.json from tests/data/recordings/*.jsonl (no root needed).
+"""Rewrite tests/data/golden/*.json from tests/data/recordings/*.jsonl, and golden/merge.json
+from the two hosts' recordings in tests/data/merge (no root needed).
 
 Run after an intended change to the explanations, then review `git diff tests/data/golden`:
 every line that changed is a sentence a user will read differently.
@@ -14,7 +15,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tracer.sinks import recording  # noqa: E402
-from tracer.explain.pipeline import explain_stream  # noqa: E402
+from tracer.explain.pipeline import explain_hosts, explain_stream  # noqa: E402
+from tracer.merge import load_hosts  # noqa: E402
+
+# Paths as the merged explanations name them: relative to the repository (tests run from it).
+MERGE_INPUTS = ("tests/data/merge/client.jsonl", "tests/data/merge/server.jsonl")
 
 
 def main() -> int:
@@ -27,6 +32,12 @@ def main() -> int:
             json.dump(out, fh, indent=1, ensure_ascii=True)
             fh.write("\n")
         print(f"{name}: {len(out)} explanations")
+    os.chdir(ROOT)
+    judged, _ = explain_hosts(load_hosts(MERGE_INPUTS))
+    with open(os.path.join(ROOT, "tests", "data", "golden", "merge.json"), "w", encoding="utf-8") as fh:
+        json.dump([e.to_json() for _, e in judged], fh, indent=1, ensure_ascii=True)
+        fh.write("\n")
+    print(f"merge: {len(judged)} explanations")
     return 0
 
 

@@ -501,6 +501,7 @@ class Topology:
         prefix: str | None = None,
         nat: bool = True,
         conntrack_established_timeout: int | None = None,
+        nat_ports: tuple[int, int] | None = None,
     ) -> Topology:
         """client --veth-- router --veth-- server; the router forwards IPv4 and IPv6.
 
@@ -509,9 +510,13 @@ class Topology:
         address and has no route back to the client), refuses to pick up connections it has no
         state for (``nf_conntrack_tcp_loose=0``) and answers packets of flows it does not know
         (``ct state invalid``) with a TCP reset. ``conntrack_established_timeout`` (seconds)
-        shortens how long it remembers an idle established flow. Without ``nat`` it is a plain
+        shortens how long it remembers an idle established flow. ``nat_ports`` (low, high)
+        makes it translate the client's ports too, into that range, picked at random per flow
+        (masquerade alone keeps a source port that is free). Without ``nat`` it is a plain
         stateless router and the server routes back to the client through it.
         """
+        if nat_ports is not None and not (nat and 1024 <= nat_ports[0] <= nat_ports[1] <= 65535):
+            raise LabError("nat_ports needs nat=True and a range within 1024-65535")
         if conntrack_established_timeout is not None:
             if not nat:
                 raise LabError("conntrack_established_timeout needs nat=True (only the NAT "
@@ -522,13 +527,13 @@ class Topology:
         try:
             if nat:
                 topo._nft()  # fail before building anything when nftables is missing
-            topo._build_routed(nat, conntrack_established_timeout)
+            topo._build_routed(nat, conntrack_established_timeout, nat_ports)
         except BaseException:
             topo.close(_raise=False)
             raise
         return topo
 
-    def _build_routed(self, nat: bool, ct_timeout: int | None) -> None:
+    def _build_routed(self, nat: bool, ct_timeout: int | None, nat_ports: tuple[int, int] | None = None) -> None:
         x, y = self.slot
         y2 = y + 1
         c, r, s = self._ns("client"), self._ns("router"), self._ns("server")
@@ -580,7 +585,13 @@ class Topology:
             ]
         self._ip_batch(server_lines, s)
         if nat:
-            self.nft(self.router, _NAT_RULESET)
+            rules = _NAT_RULESET
+            if nat_ports:
+                # nft maps ports only on rules that match the transport protocol.
+                rules = rules.replace('oifname "to-server" masquerade', (
+                    f'oifname "to-server" meta l4proto tcp masquerade to :{nat_ports[0]}-{nat_ports[1]} random\n'
+                    '        oifname "to-server" masquerade'))
+            self.nft(self.router, rules)
 
     # -- use -----------------------------------------------------------------------------------
 
