@@ -6,6 +6,7 @@ docs/examples/merge-console.txt. Run as root, then `python scripts/regen_golden.
     sudo .venv/bin/python scripts/record_merge.py
 """
 
+import io
 import json
 import os
 import shutil
@@ -16,8 +17,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.lab import crosshost  # noqa: E402
+from tracer.merge import merge  # noqa: E402
+from tracer.sinks.console import ConsoleSink  # noqa: E402
 
 OUT = os.path.join(ROOT, "tests", "data", "merge")
+EXAMPLE = os.path.join(ROOT, "docs", "examples", "merge-console.txt")
+INPUTS = ("tests/data/merge/client.jsonl", "tests/data/merge/server.jsonl")
+
+
+def transcript() -> str:
+    """The merged console output of the committed recordings, as a user sees it."""
+    buf = io.StringIO()
+    os.chdir(ROOT)
+    merge(INPUTS, ConsoleSink(out=buf, color=False))
+    return buf.getvalue()
 
 
 def main() -> int:
@@ -33,6 +46,11 @@ def main() -> int:
         json.dump(truth, fh, indent=1)
         fh.write("\n")
     print(json.dumps(truth, indent=1))
+    with open(EXAMPLE, "w", encoding="utf-8") as fh:
+        fh.write(f"# tcptrace-explain merge {' '.join(INPUTS)}\n"
+                 "# (written by scripts/record_merge.py from the recordings of tests/lab/crosshost.py: client and\n"
+                 "# server namespaces behind a NAT router, one tracer each, a real nginx)\n\n")
+        fh.write(transcript())
     return 0
 
 
