@@ -4,6 +4,7 @@
 docs/examples/merge-console.txt. Run as root, then `python scripts/regen_golden.py`.
 
     sudo .venv/bin/python scripts/record_merge.py
+    .venv/bin/python scripts/record_merge.py --example-only    # only the transcript, no root
 """
 
 import io
@@ -33,7 +34,18 @@ def transcript() -> str:
     return buf.getvalue()
 
 
+def write_example() -> None:
+    with open(EXAMPLE, "w", encoding="utf-8") as fh:
+        fh.write(f"# tcptrace-explain merge {' '.join(INPUTS)}\n"
+                 "# (written by scripts/record_merge.py from the recordings of tests/lab/crosshost.py: client and\n"
+                 "# server namespaces behind a NAT router, one tracer each, a real nginx)\n\n")
+        fh.write(transcript())
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--example-only"]:   # no root: the transcript of the committed recordings
+        write_example()
+        return 0
     with tempfile.TemporaryDirectory(prefix="tte-merge-") as tmp:
         run = crosshost.run(tmp)
         os.makedirs(OUT, exist_ok=True)
@@ -46,11 +58,7 @@ def main() -> int:
         json.dump(truth, fh, indent=1)
         fh.write("\n")
     print(json.dumps(truth, indent=1))
-    with open(EXAMPLE, "w", encoding="utf-8") as fh:
-        fh.write(f"# tcptrace-explain merge {' '.join(INPUTS)}\n"
-                 "# (written by scripts/record_merge.py from the recordings of tests/lab/crosshost.py: client and\n"
-                 "# server namespaces behind a NAT router, one tracer each, a real nginx)\n\n")
-        fh.write(transcript())
+    write_example()
     return 0
 
 

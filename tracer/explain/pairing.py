@@ -23,8 +23,9 @@ record joins the one connection it fits, or none if several fit.
 Clock skew between two hosts is estimated from paired events whose order is known, as NTP
 does: the connecting side's ESTABLISHED (SYN-ACK received, ACK sent) comes one one-way delay
 before the accepting side's (that ACK received), and a reset is received one one-way delay after
-it is sent. Each such pair bounds the offset between the two clocks to an interval about one
-round trip wide; the estimate is the middle of the intersection of all of them.
+it is sent. Each such pair bounds the offset between the two clocks to an interval one assumed
+maximum one-way delay wide (twice the smoothed RTT); the estimate is the middle of the
+intersection of all of them, its uncertainty half the intersection's width.
 
 Pure functions over decoded records: no root, no kernel.
 """
@@ -50,7 +51,9 @@ SEGMENT_SLACK = 1 << 20
 # The receipt of a reset may be traced before its send: an active reset is traced after it is
 # transmitted (tcp_send_active_reset()), and on a virtual link the receiver can run first.
 TRACE_LAG_NS = 1_000_000
-# The one-way delay of a packet is bounded by the round trip; without an RTT measurement, by this.
+# A packet's one-way delay is taken to be at most twice the smoothed RTT (one round trip, with
+# as much again for jitter: the handshake's ACK may have been slower than the later average);
+# without an RTT measurement, at most this.
 DEFAULT_RTT_NS = 100_000_000
 
 
@@ -85,8 +88,9 @@ def _mono_to_wall(r: Record) -> int:
 
 
 def _rtt_ns(*records: Record) -> int:
+    """The largest one-way delay assumed for a packet between these records' hosts."""
     srtt = max((r.srtt_us for r in records), default=0)
-    return srtt * 1000 if srtt else DEFAULT_RTT_NS
+    return 2 * srtt * 1000 if srtt else DEFAULT_RTT_NS
 
 
 @dataclass(frozen=True)
