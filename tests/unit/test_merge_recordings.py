@@ -118,3 +118,12 @@ def test_without_the_server_recording_the_client_is_one_sided(in_repo):
     c = [r for r in hosts[0].records if r.type is RecordType.RESET_RECEIVED and r.rport == 8080][0]
     cp = p.counterpart(0, c)
     assert getattr(cp, "why", "").startswith("no other recording has this connection")
+
+
+def test_events_carry_their_sequence_numbers(in_repo):
+    judged, _ = merged()
+    by = {(h, e.event, e.rport if h == 0 else e.lport): e.to_json() for h, e in judged}
+    tw = by[(1, "reset_sent", 8081)]["seq"]
+    got = by[(0, "reset_received", 8081)]["seq"]
+    assert set(tw) == {"segment"} and tw["segment"]["ack"] == got["rcv_nxt"]   # where the reset landed
+    assert {"snd_una", "snd_nxt", "rcv_nxt", "bytes_acked", "bytes_received", "ts_recent", "ts_echo_ms"} <= set(got)

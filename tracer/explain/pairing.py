@@ -83,6 +83,23 @@ def rst_seq(r: Record) -> Optional[int]:
     return None
 
 
+def seq_json(r: Record) -> Optional[dict[str, object]]:
+    """The record's sequence numbers for the JSON contract (field "seq"): what matches it to a
+    packet capture, and to the other end's recording; None when it has none."""
+    out: dict[str, object] = {}
+    if r.flag("seq"):
+        out.update(snd_una=r.snd_una, snd_nxt=r.snd_nxt, rcv_nxt=r.rcv_nxt, bytes_acked=r.bytes_acked,
+                   bytes_received=r.bytes_received)
+        if r.flag("ts"):
+            out.update(ts_recent=r.ts_recent, ts_echo_ms=r.ts_echo)
+    if r.flag("seg_seq"):
+        seg: dict[str, object] = {"seq": r.seg_seq, "ack": r.seg_ack}
+        if r.flag("seg_ts"):
+            seg.update(tsval=r.seg_tsval, tsecr=r.seg_tsecr)
+        out["segment"] = seg
+    return out or None
+
+
 def _mono_to_wall(r: Record) -> int:
     return r.wall_ns - r.ts_ns
 

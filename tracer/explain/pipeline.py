@@ -9,11 +9,12 @@ or of a recording).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Iterable, Optional, Sequence
 
 from tracer.explain import crosshost
 from tracer.explain.correlate import Correlator, Incident
-from tracer.explain.pairing import HostStream, Pairing
+from tracer.explain.pairing import HostStream, Pairing, seq_json
 from tracer.explain.rules import Explanation, explain
 from tracer.model.record import Record
 
@@ -29,15 +30,20 @@ class Pipeline:
 
     def release(self, now_ns: Optional[int]) -> list[Explanation]:
         """Explanations of every incident settled by ``now_ns`` (None: all of them)."""
-        return [explain(inc) for inc in self._corr.release(now_ns)]
+        return [e for _, e in self.release_explained(now_ns)]
 
     def release_explained(self, now_ns: Optional[int]) -> list[tuple[Incident, Explanation]]:
         """Like release(), with the incident each explanation is about (for merges)."""
-        return [(inc, explain(inc)) for inc in self._corr.release(now_ns)]
+        return [(inc, _with_seq(inc, explain(inc))) for inc in self._corr.release(now_ns)]
 
     @property
     def dropped_states(self) -> int:
         return self._corr.dropped_states
+
+
+def _with_seq(inc: Incident, e: Explanation) -> Explanation:
+    seq = seq_json(inc.primary)
+    return e if seq is None else dataclasses.replace(e, seq=seq)
 
 
 def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None) -> list[Explanation]:

@@ -65,6 +65,7 @@ class Explanation:
     # there (tracer/explain/crosshost.py)
     host: Optional[str] = None
     pairing: Optional[Mapping[str, object]] = None
+    seq: Optional[Mapping[str, object]] = None   # the record's sequence numbers (pairing.seq_json)
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -86,6 +87,8 @@ class Explanation:
             d["host"] = self.host
         if self.pairing is not None:
             d["pairing"] = dict(self.pairing)
+        if self.seq is not None:
+            d["seq"] = dict(self.seq)
         return d
 
 
