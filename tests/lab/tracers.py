@@ -23,7 +23,7 @@ READY_TIMEOUT_S = 180.0   # two compiles on a loaded 2-core machine
 def cli_has_netns() -> bool:
     from tracer.cli import cli
 
-    return any(p.name == "netns" for p in cli.params)
+    return any("--netns" in getattr(p, "opts", ()) for p in cli.params)
 
 
 class TracerProc:
