@@ -127,3 +127,18 @@ def test_events_carry_their_sequence_numbers(in_repo):
     got = by[(0, "reset_received", 8081)]["seq"]
     assert set(tw) == {"segment"} and tw["segment"]["ack"] == got["rcv_nxt"]   # where the reset landed
     assert {"snd_una", "snd_nxt", "rcv_nxt", "bytes_acked", "bytes_received", "ts_recent", "ts_echo_ms"} <= set(got)
+
+
+def test_without_states_the_server_is_recorded_only_where_something_happened_to_it(in_repo):
+    """The README's claim: without --states the server's recording has a connection only if it
+    reset, was reset or aborted. The NAT-forgotten connection still is (nginx's close met the
+    forgotten flow); the rejected one is not, so the client's view of it stays one-sided."""
+    import dataclasses
+
+    client, server = load_hosts(INPUTS)
+    server = dataclasses.replace(server, records=[r for r in server.records if r.type is not RecordType.STATE])
+    judged, _ = explain_hosts([client, server])
+    c = {e.rport: e for h, e in judged if h == 0}
+    assert (c[8080].who, c[8080].confidence) == (Who.MIDDLEBOX, Confidence.HIGH)
+    assert (c[8082].who, c[8082].confidence, c[8082].pairing["paired"]) == (Who.PEER, Confidence.MEDIUM, False)  # type: ignore[index]
+    assert c[8082].verdict is Verdict.PEER_ABORT
