@@ -1,10 +1,11 @@
-/* tcptrace-explain: the record layout shared by the BPF program (bpf/tte.bpf.c) and the
- * Python decoder (tracer/record.py). Every record crossing the ring buffer is one
- * struct tte_record; it opens with its type and a common header, and carries the socket's
- * context so user space needs no per-connection traffic.
+/* tcptrace-explain: everything the BPF program (bpf/tte.bpf.c) and the Python side share.
+ * Every record crossing the ring buffer is one struct tte_record; it opens with its type and a
+ * common header, and carries the socket's context so user space needs no per-connection traffic.
  *
- * Keep tracer/record.py in step: the program asserts the size and key offsets at compile time
- * against the values the decoder computes (TTE_EXPECT_* constants), so a drift fails to load.
+ * This file is the one source: tracer/model/abi.py parses its #defines, enums and structs (keep
+ * to integer constants, enums with explicit values, and structs of __u8..__u64/char members),
+ * and tests/unit/test_abi.py checks the parse against the C compiler. The program also asserts
+ * the record's size and key offsets against the decoder's (TTE_EXPECT_*, bpf/config.bpf.h).
  */
 #ifndef TTE_H
 #define TTE_H

@@ -16,10 +16,8 @@ from typing import Any, Optional
 
 from tracer.explain.correlate import Incident
 from tracer.explain.rules import Explanation, endpoint, explain
-from tracer.model.record import AF_INET6, DecodeContext, Record, RecordType, errno_name
+from tracer.model.record import AF_INET6, FLAG_BITS, TYPE_BY_RAW, DecodeContext, Record, RecordType, errno_name
 from tracer.model.safe import printable
-
-_TYPES = {1: RecordType.RESET_SENT, 2: RecordType.RESET_RECEIVED, 3: RecordType.ABORT, 4: RecordType.STATE}
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class StormCount:
                    fin_last_recv_ns=None, retrans=0, total_retrans=0, srtt_us=0, unread_bytes=0,
                    unacked_bytes=0, owner_source="none")
         if self.type is RecordType.RESET_SENT and self.reason is None:
-            r = dataclasses.replace(r, flags_raw=1 << 9 if self.state is None else 0)
+            r = dataclasses.replace(r, flags_raw=FLAG_BITS["no_socket"] if self.state is None else 0)
         return explain(Incident(primary=r))
 
     def describe(self) -> str:
@@ -68,7 +66,7 @@ def decode_bucket(key: dict[str, Any], count: int, ctx: DecodeContext) -> StormC
         addr = str(a.ipv4_mapped or a)
     else:
         addr = str(ipaddress.IPv4Address(raw[:4]))
-    return StormCount(type=_TYPES.get(key["type"], RecordType.STATE), state=ctx.state_name(key["state"]),
+    return StormCount(type=TYPE_BY_RAW.get(key["type"], RecordType.STATE), state=ctx.state_name(key["state"]),
                       reason=ctx.reason_name(key["reason"]), errno=errno_name(key["err"]), pid=key["pid"],
                       comm=key["comm"].split("\0", 1)[0], raddr=addr, port=key["port"], family=fam or 2,
                       count=count)

@@ -104,23 +104,28 @@ class Capture:
     def counters(self) -> Counters:
         assert self._loader is not None and self.context is not None
         s = self._loader.stats()
+        at = loader_mod.STAT
         reasons = self.context.reset_reasons
         sent: dict[str, int] = {}
-        for i in range(64):
-            n = s[loader_mod.STAT_RST_SENT_BASE + i]
+        # reasons 0..62 count at RST_SENT_BASE + reason, a reason the kernel did not give at +63
+        n_reasons = at["ABORT_BASE"] - at["RST_SENT_BASE"]
+        for i in range(n_reasons):
+            n = s[at["RST_SENT_BASE"] + i]
             if n:
-                name = "unknown" if i == 63 else reasons.get(i, f"UNKNOWN({i})")
+                name = "unknown" if i == n_reasons - 1 else reasons.get(i, f"UNKNOWN({i})")
                 sent[name] = sent.get(name, 0) + n
-        aborts = {e: s[loader_mod.STAT_ABORT_BASE + e] for e in range(160) if s[loader_mod.STAT_ABORT_BASE + e]}
+        aborts = {e: s[at["ABORT_BASE"] + e] for e in range(at["STATE_BASE"] - at["ABORT_BASE"])
+                  if s[at["ABORT_BASE"] + e]}
         states = {}
-        for i in range(256):
-            n = s[loader_mod.STAT_STATE_BASE + i]
+        for i in range(at["MAX"] - at["STATE_BASE"]):
+            n = s[at["STATE_BASE"] + i]
             if n:
                 o, nw = divmod(i, 16)
                 states[(self.context.state_name(o) or "NONE", self.context.state_name(nw) or "NONE")] = n
-        return Counters(lost=s[0], filtered=s[1], records=s[2], socks_insert=s[3], socks_delete=s[4],
-                        rst_received=s[5], rst_sent_by_reason=sent, aborts_by_errno=aborts, states=states,
-                        summarized=s[7], storm_full=s[8])
+        return Counters(lost=s[at["LOST"]], filtered=s[at["FILTERED"]], records=s[at["RECORDS"]],
+                        socks_insert=s[at["SOCKS_INSERT"]], socks_delete=s[at["SOCKS_DELETE"]],
+                        rst_received=s[at["RST_RECEIVED"]], rst_sent_by_reason=sent, aborts_by_errno=aborts,
+                        states=states, summarized=s[at["SUMMARIZED"]], storm_full=s[at["STORM_FULL"]])
 
     def storm(self) -> list[Any]:
         """Storm buckets since the last call, as tracer.explain.storm.StormCount."""

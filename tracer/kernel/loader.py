@@ -10,6 +10,7 @@ import ctypes
 import os
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from tracer.model import abi
 from tracer.model.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
 from tracer.kernel.program import Program
 
@@ -17,10 +18,11 @@ OnRecord = Callable[[bytes], None]
 # (pid, family, raddr bytes, rport) -> (connections closed first, process name)
 ActiveCloses = dict[tuple[int, int, bytes, int], tuple[int, str]]
 
-STAT_RST_SENT_BASE = 16
-STAT_ABORT_BASE = 80
-STAT_STATE_BASE = 240
-STAT_MAX = 496
+# TTE_STAT_* of bpf/tte.h: LOST, FILTERED, ..., RST_SENT_BASE, ABORT_BASE, STATE_BASE, MAX
+STAT = abi.load().prefixed("TTE_STAT_")
+# struct tte_storm_key's members, as the storm buckets are handed on (tracer/explain/storm.py)
+STORM_KEY_FIELDS = abi.load().structs["tte_storm_key"].names
+LISTENER_NETNS_SHIFT = abi.load().defines["TTE_LISTENER_NETNS_SHIFT"]
 
 
 def import_bcc() -> Any:
@@ -105,7 +107,7 @@ class Loader:
             leaf.pid = pid
             leaf.comm = comm.encode()[:15]
             leaf.thread = comm.encode()[:15]
-            t[t.Key((netns << 16) | port)] = leaf
+            t[t.Key((netns << LISTENER_NETNS_SHIFT) | port)] = leaf
 
     def open_records(self, on_record: OnRecord) -> None:
         def _cb(_ctx: Any, data: Any, size: int) -> None:
@@ -137,7 +139,7 @@ class Loader:
     def stats(self) -> list[int]:
         """Per-CPU counters summed: index -> count (TTE_STAT_* of bpf/tte.h)."""
         t = self._bpf[b"stats"]
-        out = [0] * STAT_MAX
+        out = [0] * STAT["MAX"]
         for k, per_cpu in t.items():
             out[k.value] = sum(per_cpu)
         return out
@@ -163,9 +165,10 @@ class Loader:
                 except KeyError:
                     pass
         for k, v in items:
-            out.append(({"type": k.type, "state": k.state, "family": k.family, "reason": k.reason,
-                         "err": k.err, "pid": k.pid, "port": k.port, "raddr": bytes(k.raddr),
-                         "comm": k.comm.decode("utf-8", "replace")}, int(getattr(v, "value", v))))
+            key = {f: getattr(k, f) for f in STORM_KEY_FIELDS}
+            key["raddr"] = bytes(k.raddr)
+            key["comm"] = k.comm.decode("utf-8", "replace")
+            out.append((key, int(getattr(v, "value", v))))
         return out
 
     def attached(self) -> int:

@@ -1,6 +1,7 @@
 """Decode ring-buffer records (struct tte_record, bpf/tte.h) into frozen Python objects.
 
-This is the edge between the kernel and everything else: nothing downstream sees ctypes or raw
+The layout and the numbers (record types, owner sources, flags) come from bpf/tte.h through
+tracer/model/abi.py. This is the edge between the kernel and everything else: nothing downstream sees ctypes or raw
 bytes. Kernel numbers are turned into names here with tables read from the running kernel
 (tracer/kernel/features.py), never from tables in our code; a number the kernel did not name is kept
 as ``UNKNOWN(n)`` so nothing is silently lost. Recordings store the raw bytes plus the
@@ -16,17 +17,29 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping, Optional
 
-# Mirror of struct tte_record. The BPF program static-asserts its size and two offsets against
-# RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC (passed as -D by tracer/kernel/program.py).
-_HEADER = "<BBBBIQQQQIIIiiHH16s16s16s16s16s"
-_V1_FORMAT = _HEADER + "QQQQQQQQQQQIIIIIBB2x"
-RECORD_FORMAT = _V1_FORMAT + "IIIIIIIII4xQQ"
-RECORD_SIZE = struct.calcsize(RECORD_FORMAT)
+from tracer.model import abi
+
+# struct tte_record as laid out from bpf/tte.h (tracer/model/abi.py). The BPF program
+# static-asserts its size and two offsets against RECORD_SIZE / OFF_BIRTH / OFF_OWNER_SRC
+# (passed as -D by tracer/kernel/program.py).
+_ABI = abi.load()
+_LAYOUT = _ABI.structs["tte_record"]
+RECORD_FORMAT = _LAYOUT.format
+RECORD_SIZE = _LAYOUT.size
+OFF_BIRTH = _LAYOUT.offset("birth_ns")
+OFF_OWNER_SRC = _LAYOUT.offset("owner_src")
 # Records written before the sequence fields were appended: decoded with those fields 0.
-PREFIX_SIZES = (struct.calcsize(_V1_FORMAT),)
-OFF_BIRTH = struct.calcsize(_HEADER)
-OFF_OWNER_SRC = struct.calcsize(_HEADER + "QQQQQQQQQQQIIIII")
+PREFIX_SIZES = (_LAYOUT.offset("snd_una"),)
 _STRUCT = struct.Struct(RECORD_FORMAT)
+# The order decode() unpacks the members in; tests/unit/test_abi.py checks it is the header's.
+FIELD_ORDER = (
+    "type", "family", "state", "old_state", "flags", "ts_ns", "skaddr", "cookie", "ino", "netns", "pid",
+    "cur_pid", "reason", "err", "lport", "rport", "laddr", "raddr", "comm", "thread", "cur_comm", "birth_ns",
+    "estab_ns", "fin_ns", "close_ns", "state_ns", "last_send_ns", "last_recv_ns", "last_ack_ns", "destroy_ns",
+    "fin_last_send_ns", "fin_last_recv_ns", "retrans", "total_retrans", "srtt_us", "unread_bytes",
+    "unacked_bytes", "owner_src", "seg_flags", "snd_una", "snd_nxt", "rcv_nxt", "ts_recent", "ts_echo",
+    "seg_seq", "seg_ack", "seg_tsval", "seg_tsecr", "bytes_acked", "bytes_received",
+)
 
 AF_INET = 2
 AF_INET6 = 10
@@ -42,42 +55,15 @@ class RecordType(str, Enum):
     STATE = "state"
 
 
-_TYPE_BY_RAW = {
-    1: RecordType.RESET_SENT,
-    2: RecordType.RESET_RECEIVED,
-    3: RecordType.ABORT,
-    4: RecordType.STATE,
-}
+# enum tte_record_type: TTE_REC_RESET_SENT -> RecordType.RESET_SENT (test_abi: every one maps).
+TYPE_BY_RAW = {v: RecordType[k] for k, v in _ABI.enum("tte_record_type", "TTE_REC_").items()}
+RAW_BY_TYPE = {t: v for v, t in TYPE_BY_RAW.items()}
 
-OWNER_SOURCES = {
-    0: "none",
-    1: "connect",
-    2: "listen",
-    3: "listener",
-    4: "close",
-    5: "io",
-    6: "inode",
-}
+# enum tte_owner_source: TTE_OWNER_LISTENER -> "listener"
+OWNER_SOURCES = {v: k.lower() for k, v in _ABI.enum("tte_owner_source", "TTE_OWNER_").items()}
 
-# TTE_F_* bits of bpf/tte.h
-FLAG_BITS = {
-    "sock_known": 1 << 0,
-    "from_closed": 1 << 1,
-    "tcp_fields": 1 << 2,
-    "orphan": 1 << 3,
-    "peer_fin": 1 << 4,
-    "keepalive": 1 << 5,
-    "linger": 1 << 6,
-    "active": 1 << 7,
-    "timewait": 1 << 8,
-    "no_socket": 1 << 9,
-    "connected": 1 << 10,
-    "accepted": 1 << 11,
-    "seq": 1 << 12,
-    "ts": 1 << 13,
-    "seg_seq": 1 << 14,
-    "seg_ts": 1 << 15,
-}
+# TTE_F_* bits: TTE_F_PEER_FIN -> "peer_fin"
+FLAG_BITS = {k.lower(): v for k, v in _ABI.prefixed("TTE_F_").items()}
 
 
 class RecordDecodeError(ValueError):
@@ -285,7 +271,7 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
         snd_una, snd_nxt, rcv_nxt, ts_recent, ts_echo, seg_seq, seg_ack, seg_tsval, seg_tsecr,
         bytes_acked, bytes_received,
     ) = _STRUCT.unpack_from(data)
-    rtype = _TYPE_BY_RAW.get(type_raw)
+    rtype = TYPE_BY_RAW.get(type_raw)
     if rtype is None:
         raise RecordDecodeError(f"unknown record type {type_raw}")
     return Record(
