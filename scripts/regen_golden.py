@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Rewrite tests/data/golden/*.json from tests/data/recordings/*.jsonl, and golden/merge.json
-from the two hosts' recordings in tests/data/merge (no root needed).
+"""Rewrite what is derived from the explainer's code (no root needed):
+- tests/data/golden/*.json from tests/data/recordings/*.jsonl;
+- tests/data/golden/merge.json from the two hosts' recordings in tests/data/merge;
+- the verdict, who and confidence enums of docs/schema/event.schema.json from
+  tracer/model/verdicts.py (so a new verdict is written in the code once).
 
 Run after an intended change to the explanations, then review `git diff tests/data/golden`:
 every line that changed is a sentence a user will read differently.
@@ -17,9 +20,21 @@ sys.path.insert(0, ROOT)
 from tracer.sinks import recording  # noqa: E402
 from tracer.explain.pipeline import explain_hosts, explain_stream  # noqa: E402
 from tracer.merge import load_hosts  # noqa: E402
+from tracer.model.verdicts import Confidence, Verdict, Who  # noqa: E402
 
 # Paths as the merged explanations name them: relative to the repository (tests run from it).
 MERGE_INPUTS = ("tests/data/merge/client.jsonl", "tests/data/merge/server.jsonl")
+SCHEMA = os.path.join(ROOT, "docs", "schema", "event.schema.json")
+
+
+def write_schema_enums() -> None:
+    with open(SCHEMA, encoding="utf-8") as fh:
+        schema = json.load(fh)
+    for name, enum in (("verdict", Verdict), ("who", Who), ("confidence", Confidence)):
+        schema["properties"][name]["enum"] = [m.value for m in enum]
+    with open(SCHEMA, "w", encoding="utf-8") as fh:
+        json.dump(schema, fh, indent=2)
+        fh.write("\n")
 
 
 def main() -> int:
@@ -38,6 +53,8 @@ def main() -> int:
         json.dump([e.to_json() for _, e in judged], fh, indent=1, ensure_ascii=True)
         fh.write("\n")
     print(f"merge: {len(judged)} explanations")
+    write_schema_enums()
+    print(f"{os.path.relpath(SCHEMA, ROOT)}: enums of {len(Verdict)} verdicts")
     return 0
 
 

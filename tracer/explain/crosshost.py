@@ -18,7 +18,8 @@ from typing import Callable, Optional, Sequence
 
 from tracer.explain.correlate import Incident
 from tracer.explain.pairing import Paired, Pairing, Skew
-from tracer.explain.rules import STALE_MIN_IDLE_S, Explanation, endpoint, iso, secs
+from tracer.explain.explanation import Explanation, endpoint, iso, secs
+from tracer.explain.rules import STALE_MIN_IDLE_S
 from tracer.model.record import Record, RecordType
 from tracer.model.verdicts import Confidence, Verdict, Who
 

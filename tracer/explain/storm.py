@@ -2,21 +2,22 @@
 rate), turned into counted summaries the console, JSON mode, the summary and the exporter show.
 
 A bucket carries what the kernel keyed it by (record type, state, reason, errno, owner, remote
-address, service port), enough to give it a verdict through the same explainer as a full
-record. The verdict of a summarized bucket is approximate where it depends on timing the
-bucket does not keep (idle time, the peer's FIN); the counts are exact.
+address, service port), enough to give it a verdict through the same rules as a full record:
+a Case (tracer/explain/case.py) is built from the bucket's fields. The verdict of a summarized
+bucket is approximate where it depends on timing the bucket does not keep (idle time, the
+peer's FIN); the counts are exact.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from tracer.explain.correlate import Incident
-from tracer.explain.rules import Explanation, endpoint, explain
-from tracer.model.record import AF_INET6, FLAG_BITS, TYPE_BY_RAW, DecodeContext, Record, RecordType, errno_name
+from tracer.explain.case import Case
+from tracer.explain.explanation import Explanation, endpoint
+from tracer.explain.rules import explain_case
+from tracer.model.record import AF_INET6, TYPE_BY_RAW, DecodeContext, RecordType, errno_name
 from tracer.model.safe import printable
 
 
@@ -33,19 +34,19 @@ class StormCount:
     family: int
     count: int
 
+    def case(self) -> Case:
+        """What the rules may know of this bucket: what the kernel keyed it by. The timings it
+        does not keep stay unknown, so no rule that needs them matches."""
+        # A sent reset with neither state nor reason had no socket (the kernel keys such a
+        # bucket with state 0); with a state, the reason is inferred from it as for a record.
+        no_socket = self.type is RecordType.RESET_SENT and self.reason is None and self.state is None
+        return Case(event=self.type, state=self.state, kernel_reason=self.reason, errno=self.errno,
+                    flags=frozenset({"no_socket"}) if no_socket else frozenset(), pid=self.pid, comm=self.comm,
+                    thread=self.comm, family=self.family, raddr=self.raddr, rport=self.port)
+
     def explained(self) -> Explanation:
-        """The verdict the explainer gives a record with this bucket's fields."""
-        r = Record(type=self.type, ts_ns=0, family=self.family, state=self.state, old_state=None,
-                   flags_raw=0, skaddr=0, cookie=0, ino=0, netns=0, pid=self.pid, cur_pid=0,
-                   reason=self.reason, reason_raw=-1, errno=self.errno, errno_raw=0, laddr="", lport=0,
-                   raddr=self.raddr, rport=self.port, comm=self.comm, thread=self.comm, cur_comm="",
-                   birth_ns=None, estab_ns=None, fin_ns=None, close_ns=None, state_ns=None, last_send_ns=None,
-                   last_recv_ns=None, last_ack_ns=None, destroy_ns=None, fin_last_send_ns=None,
-                   fin_last_recv_ns=None, retrans=0, total_retrans=0, srtt_us=0, unread_bytes=0,
-                   unacked_bytes=0, owner_source="none")
-        if self.type is RecordType.RESET_SENT and self.reason is None:
-            r = dataclasses.replace(r, flags_raw=FLAG_BITS["no_socket"] if self.state is None else 0)
-        return explain(Incident(primary=r))
+        """This bucket's verdict, through the same rules as a full record."""
+        return explain_case(self.case())
 
     def describe(self) -> str:
         who = f"{printable(self.comm)} (pid {self.pid})" if self.pid else "unknown process"

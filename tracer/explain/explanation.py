@@ -1,0 +1,105 @@
+"""The explained event (the JSON contract of shared/DESIGN.md) and the small formatting helpers
+every sentence about it uses: durations, endpoints, process names, timestamps, errno names.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Mapping, Optional
+
+from tracer.model.verdicts import Confidence, Verdict, Who
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One explained event: the JSON contract of shared/DESIGN.md (plus extra fields)."""
+
+    ts: str
+    event: str
+    pid: Optional[int]
+    comm: Optional[str]
+    thread: Optional[str]
+    family: str
+    laddr: str
+    lport: int
+    raddr: str
+    rport: int
+    state: Optional[str]
+    reason: Optional[str]
+    errno: Optional[str]
+    idle_s: Optional[float]
+    age_s: Optional[float]
+    verdict: Verdict
+    who: Who
+    confidence: Confidence
+    explanation: str
+    evidence: tuple[str, ...]
+    fix: tuple[str, ...]
+    netns: int = 0
+    inferred: Mapping[str, float] = field(default_factory=dict)
+    peer: Optional[Mapping[str, object]] = None
+    ts_ns: int = 0
+    accepted: bool = False   # this side accepted the connection (it is the server)
+    # merge of several hosts' recordings: which host this event is from, and its other end
+    # there (tracer/explain/crosshost.py)
+    host: Optional[str] = None
+    pairing: Optional[Mapping[str, object]] = None
+    seq: Optional[Mapping[str, object]] = None   # the record's sequence numbers (pairing.seq_json)
+
+    def to_json(self) -> dict[str, object]:
+        d: dict[str, object] = {
+            "ts": self.ts, "event": self.event, "pid": self.pid, "comm": self.comm,
+            "family": self.family, "laddr": self.laddr, "lport": self.lport, "raddr": self.raddr,
+            "rport": self.rport, "state": self.state, "reason": self.reason, "errno": self.errno,
+            "idle_s": self.idle_s, "age_s": self.age_s, "verdict": self.verdict.value,
+            "who": self.who.value, "confidence": self.confidence.value,
+            "explanation": self.explanation, "evidence": list(self.evidence), "fix": list(self.fix),
+            "netns": self.netns,
+        }
+        if self.thread:
+            d["thread"] = self.thread
+        if self.inferred:
+            d["inferred"] = dict(self.inferred)
+        if self.peer:
+            d["peer"] = dict(self.peer)
+        if self.host is not None:
+            d["host"] = self.host
+        if self.pairing is not None:
+            d["pairing"] = dict(self.pairing)
+        if self.seq is not None:
+            d["seq"] = dict(self.seq)
+        return d
+
+
+def dur(ns: Optional[float]) -> str:
+    if ns is None:
+        return "?"
+    s = ns / 1e9
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:.1f} s"
+    return f"{s:.0f} s ({s / 60:.1f} min)"
+
+
+def secs(s: Optional[float]) -> str:
+    return dur(None if s is None else s * 1e9)
+
+
+def endpoint(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def iso(wall_ns: int) -> str:
+    dt = datetime.fromtimestamp(wall_ns / 1e9, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def errno_text(name: Optional[str]) -> str:
+    if not name:
+        return ""
+    num = getattr(errno_mod, name, None)
+    return f"{name} ({os.strerror(num)})" if num else name
