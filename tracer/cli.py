@@ -234,7 +234,7 @@ def doctor() -> None:
 @filter_options(live=True)
 @click.option("--top-processes", type=click.IntRange(min=1), default=20, show_default=True,
               help="Process label values kept; the rest are folded into 'other'.")
-@click.option("--endpoint-labels", is_flag=True, help="Opt in to remote endpoint labels (bounded like processes).")
+@click.option("--endpoint-labels", is_flag=True, help="Opt in to service endpoint labels (the listening side's address:port; bounded like processes).")
 @click.option("--ready-file", type=click.Path(dir_okay=False, writable=True))
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
 def exporter(listen, top_processes, endpoint_labels, ready_file, duration, **filters) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from tracer.explain.correlate import Incident
+from tracer.explain.explanation import endpoint
 from tracer.model.record import AF_INET, AF_INET6, FLAG_BITS, Record, RecordType
 
 
@@ -61,6 +62,25 @@ class Case:
 
     def flag(self, name: str) -> bool:
         return name in self.flags
+
+    @property
+    def role(self) -> Optional[str]:
+        """Which side this host's socket is: "server" (it accepted, listens, or was connected to)
+        or "client" (it connected); None when the event does not say."""
+        if self.flag("accepted") or self.state == "LISTEN" or (self.flag("no_socket") and self.syn):
+            return "server"
+        if self.flag("connected") or self.state == "SYN_SENT":
+            return "client"
+        return None
+
+    @property
+    def service(self) -> str:
+        """The listening side's address:port. Without a role, the lower port is taken as the
+        service's (ephemeral ports are allocated from the top of the range)."""
+        side = self.role
+        if side is None:
+            side = "server" if self.lport and (not self.rport or self.lport < self.rport) else "client"
+        return endpoint(self.laddr, self.lport) if side == "server" else endpoint(self.raddr, self.rport)
 
     @property
     def family_name(self) -> str:

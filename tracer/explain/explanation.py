@@ -48,6 +48,10 @@ class Explanation:
     host: Optional[str] = None
     pairing: Optional[Mapping[str, object]] = None
     seq: Optional[Mapping[str, object]] = None   # the record's sequence numbers (pairing.seq_json)
+    # The listening side's address:port: the same for both ends of a connection and for every
+    # client of one service, so events group by the service (never by ephemeral client ports).
+    service: str = ""
+    role: Optional[str] = None  # "server" | "client" on this host; None when the event cannot tell
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -57,7 +61,7 @@ class Explanation:
             "idle_s": self.idle_s, "age_s": self.age_s, "verdict": self.verdict.value,
             "who": self.who.value, "confidence": self.confidence.value,
             "explanation": self.explanation, "evidence": list(self.evidence), "fix": list(self.fix),
-            "netns": self.netns,
+            "netns": self.netns, "service": self.service, "role": self.role,
         }
         if self.thread:
             d["thread"] = self.thread

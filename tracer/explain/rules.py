@@ -370,6 +370,7 @@ def explain_case(c: Case) -> Explanation:
         verdict=j.verdict, who=j.who, confidence=j.confidence, explanation=j.text,
         evidence=tuple(j.evidence + facts(c)), fix=tuple(j.fix), netns=c.netns,
         inferred=j.inferred, peer=peer, ts_ns=c.ts_ns, accepted=c.flag("accepted") or c.state == "LISTEN",
+        service=c.service, role=c.role,
     )
 
 

@@ -10,6 +10,7 @@ peer's FIN); the counts are exact.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -46,7 +47,11 @@ class StormCount:
 
     def explained(self) -> Explanation:
         """This bucket's verdict, through the same rules as a full record."""
-        return explain_case(self.case())
+        e = explain_case(self.case())
+        if self.type is RecordType.RESET_SENT and self.state in (None, "LISTEN", "SYN_RECV", "NEW_SYN_RECV"):
+            # This host answered as the server: the bucket keeps the service port, not the address.
+            e = dataclasses.replace(e, service=f"*:{self.port}", role="server")
+        return e
 
     def describe(self) -> str:
         who = f"{printable(self.comm)} (pid {self.pid})" if self.pid else "unknown process"

@@ -1,32 +1,58 @@
 """Running totals of explained events, and the end-of-run summary built from them.
 
-Bounded: per-key counters only (verdict, process, remote endpoint), at most MAX_KEYS keys each;
-keys beyond the bound are counted under "other" so totals stay exact.
+Events are grouped the way operators think about them: by service endpoint (the listening
+side's address:port, the same for both ends of a connection and for every client of a service)
+and by process name, with the pids listed. 200 short-lived `curl` processes refused by one port
+are one group of 200, not 200 groups of one; per-pid detail stays in the JSON events and in
+`by_pid`.
+
+Bounded: per-key counters only, at most MAX_KEYS keys each, and at most MAX_PIDS pids kept per
+process name; keys beyond the bound are counted under "other" so totals stay exact.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
-from tracer.explain.rules import Explanation, endpoint
+from tracer.explain.rules import Explanation
 
 if TYPE_CHECKING:
     from tracer.explain.insights import Insight
     from tracer.explain.storm import StormCount
 
-Group = tuple[str, str, str]  # (verdict, process, service endpoint)
+Group = tuple[str, str, str]  # (verdict, process name, service endpoint)
 
 MAX_KEYS = 1000
+MAX_PIDS = 256       # pids remembered per group and per process name; beyond it: "at least 256"
+PIDS_SHOWN = 10      # pids listed by name in the console headline and the JSON top_fix
+UNKNOWN_PROCESS = "unknown process"
 
 
 def service_endpoint(e: Explanation) -> str:
-    """Where the problem is, for grouping: the remote service for a client, and for a server its
-    own port with the client's address (client ephemeral ports would make every event unique)."""
-    if e.accepted:
-        return f"{e.raddr} -> :{e.lport}"
-    return endpoint(e.raddr, e.rport)
+    """Where the problem is, for grouping: the listening side's address:port."""
+    return e.service or "?"
+
+
+def process_name(e: Explanation) -> str:
+    return e.comm or UNKNOWN_PROCESS
+
+
+def count_text(pids: Sequence[int]) -> str:
+    n = len(pids)
+    return f"at least {n}" if n >= MAX_PIDS else str(n)
+
+
+def processes_text(name: str, pids: tuple[int, ...], shown: int = PIDS_SHOWN) -> str:
+    """'curl (200 processes: 4101, 4102, ... and 190 more)' / 'nginx (pid 17608)'."""
+    if not pids:
+        return name
+    if len(pids) == 1:
+        return f"{name} (pid {pids[0]})"
+    listed = ", ".join(str(p) for p in pids[:shown])
+    more = "" if len(pids) <= shown else (" and more" if len(pids) >= MAX_PIDS else f" and {len(pids) - shown} more")
+    return f"{name} ({count_text(pids)} processes: {listed}{more})"
 
 
 def _bump(c: Counter[Any], key: Any, n: int = 1) -> None:
@@ -36,28 +62,60 @@ def _bump(c: Counter[Any], key: Any, n: int = 1) -> None:
         c["other"] += n
 
 
+@dataclass(frozen=True)
+class TopFix:
+    """The group whose fix would remove the most events."""
+
+    verdict: str
+    process: str              # process name, or "unknown process"
+    pids: tuple[int, ...]     # the group's pids (at most MAX_PIDS), sorted
+    endpoint: str             # the service endpoint
+    events: int
+    fix: str
+
+    def processes_text(self, shown: int = PIDS_SHOWN) -> str:
+        """'curl (200 processes: 4101, 4102, ... and 190 more)' / 'nginx (pid 17608)'."""
+        if not self.pids:
+            return self.process
+        return processes_text(self.process, self.pids, shown)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "process": self.process, "pids": list(self.pids[:PIDS_SHOWN * 2]),
+                "processes": len(self.pids), "endpoint": self.endpoint, "events": self.events, "fix": self.fix}
+
+
 @dataclass
 class Summary:
     total: int = 0
     summarized: int = 0                                  # of total: counted by the kernel in storms
     by_event: Counter[str] = field(default_factory=Counter)
     by_verdict: Counter[str] = field(default_factory=Counter)
-    by_process: Counter[str] = field(default_factory=Counter)
-    by_remote: Counter[str] = field(default_factory=Counter)
-    by_group: Counter[Any] = field(default_factory=Counter)   # (verdict, process, remote)
-    fixes: dict[Group, str] = field(default_factory=dict)            # group -> first fix
-    insights: list[Insight] = field(default_factory=list)         # the latest insight per (kind, pid, remote)
+    by_process: Counter[str] = field(default_factory=Counter)   # process name
+    by_pid: Counter[str] = field(default_factory=Counter)       # "name (pid)": per-pid detail
+    by_endpoint: Counter[str] = field(default_factory=Counter)  # service endpoint
+    by_group: Counter[Any] = field(default_factory=Counter)     # Group, or "other" past MAX_KEYS
+    pids: dict[Union[Group, str], set[int]] = field(default_factory=dict)  # group or name -> pids
+    fixes: dict[Group, str] = field(default_factory=dict)       # group -> first fix
+    insights: list[Insight] = field(default_factory=list)       # the latest insight per (kind, pid, remote)
 
     def add(self, e: Explanation, n: int = 1) -> None:
         self.total += n
-        proc = f"{e.comm or '?'} ({e.pid})" if e.pid else "unknown process"
-        remote = service_endpoint(e)
+        name = process_name(e)
+        where = service_endpoint(e)
         _bump(self.by_event, e.event, n)
         _bump(self.by_verdict, e.verdict.value, n)
-        _bump(self.by_process, proc, n)
-        _bump(self.by_remote, remote, n)
-        group = (e.verdict.value, proc, remote)
+        _bump(self.by_process, name, n)
+        _bump(self.by_pid, f"{name} ({e.pid})" if e.pid else name, n)
+        _bump(self.by_endpoint, where, n)
+        group = (e.verdict.value, name, where)
         _bump(self.by_group, group, n)
+        if e.pid:
+            key: Union[Group, str]
+            for key in (group, name):
+                if key in self.by_group or key in self.by_process:
+                    pids = self.pids.setdefault(key, set())
+                    if len(pids) < MAX_PIDS:
+                        pids.add(e.pid)
         if group not in self.fixes and e.fix:
             self.fixes[group] = e.fix[0]
 
@@ -73,12 +131,19 @@ class Summary:
         self.insights.append(ins)
         del self.insights[:-MAX_KEYS]
 
-    def top_fix(self) -> Optional[tuple[Group, int, str]]:
-        """The fix that would remove the most events: the most frequent group's first fix."""
-        for group, n in self.by_group.most_common():
+    def top_fix(self) -> Optional[TopFix]:
+        """The fix that would remove the most events: the most frequent group's first fix. On a
+        tie, a group with a known process comes first: it names who to change (the other end of
+        the same connections, e.g. the host that refused them, has no process of its own)."""
+        ranked = sorted(self.by_group.items(), key=lambda kv: (-kv[1], kv[0][1] == UNKNOWN_PROCESS))
+        for group, n in ranked:
             if group in self.fixes:
-                return group, n, self.fixes[group]
+                verdict, name, where = group
+                return TopFix(verdict, name, tuple(sorted(self.pids.get(group, ()))), where, n, self.fixes[group])
         return None
+
+    def process_pids(self, name: str) -> tuple[int, ...]:
+        return tuple(sorted(self.pids.get(name, ())))
 
     def to_json(self) -> dict[str, Any]:
         top = self.top_fix()
@@ -87,9 +152,11 @@ class Summary:
             "summarized": self.summarized,
             "by_event": dict(self.by_event),
             "by_verdict": dict(self.by_verdict),
-            "by_process": dict(self.by_process.most_common(20)),
-            "by_remote": dict(self.by_remote.most_common(20)),
+            "by_process": {name: {"events": n, "pids": list(self.process_pids(name)[:PIDS_SHOWN * 2]),
+                                  "processes": len(self.pids.get(name, ()))}
+                           for name, n in self.by_process.most_common(20)},
+            "by_pid": dict(self.by_pid.most_common(20)),
+            "by_endpoint": dict(self.by_endpoint.most_common(20)),
             "insights": [i.to_json() for i in self.insights],
-            "top_fix": None if top is None else {"verdict": top[0][0], "process": top[0][1],
-                                                  "remote": top[0][2], "events": top[1], "fix": top[2]},
+            "top_fix": None if top is None else top.to_json(),
         }

@@ -23,7 +23,7 @@ from tracer.explain.insights import Insight
 from tracer.explain.rules import Explanation, endpoint
 from tracer.explain.storm import StormCount
 from tracer.model.safe import printable
-from tracer.explain.summary import Summary, service_endpoint
+from tracer.explain.summary import Summary, count_text, service_endpoint
 from tracer.model.verdicts import Who
 
 MAX_BLOCKS_PER_S = 10
@@ -152,19 +152,23 @@ class ConsoleSink:
             c.print(Text(f"  {counters.storm_full} storm events were counted only in the kernel totals (the storm "
                          "summary table was full: too many distinct processes/endpoints at once)", style="bold red"))
         for title, counter in (("verdict", summary.by_verdict), ("process", summary.by_process),
-                               ("remote endpoint", summary.by_remote)):
+                               ("service endpoint", summary.by_endpoint)):
             if not counter:
                 continue
             table = Table(title=f"by {title}", title_justify="left", show_header=False, box=None)
             for key, n in counter.most_common(5):
-                table.add_row(Text(printable(str(key))), str(n))
+                label = printable(str(key))
+                if counter is summary.by_process:
+                    pids = summary.process_pids(key)
+                    label += (f" (pid {pids[0]})" if len(pids) == 1 else
+                              f" ({count_text(pids)} processes)" if pids else "")
+                table.add_row(Text(label), str(n))
             c.print(table)
         for ins in summary.insights:
             c.print(Text(f"\n{ins.kind}: " + printable(ins.text), style="bold red"))
         top = summary.top_fix()
         if top is not None:
-            (verdict, proc, remote), n, fix = top
             t = Text("\nThe one fix that would remove most of them ", style="bold")
-            t.append(f"({n} x {verdict}, {printable(proc)} -> {remote}):\n  ")
-            t.append(printable(fix), style="bold green")
+            t.append(f"({top.events} x {top.verdict}, {printable(top.processes_text())} -> {top.endpoint}):\n  ")
+            t.append(printable(top.fix), style="bold green")
             c.print(t)

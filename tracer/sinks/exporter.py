@@ -5,7 +5,8 @@ active closes are counted in kernel maps and read at scrape time by a custom col
 the metrics that need the explainer (verdicts, processes, idle times) come from its running
 totals. Label sets are bounded: the first --top-processes process names get their own label
 value for the life of the exporter (so counters stay monotonic), later ones count as "other";
-remote endpoints are labels only with --endpoint-labels, bounded the same way.
+service endpoints (the listening side's address:port) are labels only with --endpoint-labels,
+bounded the same way.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class Totals:
     def __init__(self, top_processes: int, endpoint_labels: bool) -> None:
         self.lock = threading.Lock()
         self.comm = StickyLabels(top_processes)
-        self.remote = StickyLabels(top_processes) if endpoint_labels else None
+        self.endpoint = StickyLabels(top_processes) if endpoint_labels else None
         self.events: Counter[Any] = Counter()        # (event, verdict, who, comm)
-        self.by_remote: Counter[Any] = Counter()
+        self.by_endpoint: Counter[str] = Counter()
         self.idle_buckets: dict[str, list[int]] = {}
         self.idle_sum: dict[str, float] = {}
         self.idle_count: Counter[str] = Counter()
@@ -67,10 +68,10 @@ class Totals:
         with self.lock:
             comm = self.comm(e.comm or "unknown")
             self.events[(e.event, e.verdict.value, e.who.value, comm)] += n
-            if self.remote is not None:
-                # the service side: a server's events are labelled by its own port, not by each
-                # client's ephemeral one
-                self.by_remote[self.remote(service_endpoint(e))] += n
+            if self.endpoint is not None:
+                # the service endpoint (the listening side's address:port): every client of one
+                # service, and both ends of a connection, share one label value
+                self.by_endpoint[self.endpoint(service_endpoint(e))] += n
             if e.idle_s is not None:
                 b = self.idle_buckets.setdefault(e.event, [0] * len(IDLE_BUCKETS))
                 for i, edge in enumerate(IDLE_BUCKETS):
@@ -192,10 +193,11 @@ class KernelCollector:
             for key, n in sorted(self.totals.events.items()):
                 ev.add_metric(list(key), n)
             yield ev
-            if self.totals.remote is not None:
-                rem = CounterMetricFamily(f"{PREFIX}_events_by_remote", "Explained events by remote "
-                                          "endpoint (opt-in, bounded).", labels=["remote"])
-                for key, n in sorted(self.totals.by_remote.items()):
+            if self.totals.endpoint is not None:
+                rem = CounterMetricFamily(f"{PREFIX}_events_by_endpoint", "Explained events by service "
+                                          "endpoint, the listening side's address:port (opt-in, bounded).",
+                                          labels=["endpoint"])
+                for key, n in sorted(self.totals.by_endpoint.items()):
                     rem.add_metric([key], n)
                 yield rem
             hist = HistogramMetricFamily(f"{PREFIX}_reset_idle_seconds", "Idle time of the connection "
