@@ -193,6 +193,15 @@
 #ifndef TTE_OFF_TASK_COMM
 #error "TTE_OFF_TASK_COMM is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
 #endif
+#ifndef TTE_OFF_TASK_FLAGS
+#error "TTE_OFF_TASK_FLAGS is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TASK_REAL_PARENT
+#error "TTE_OFF_TASK_REAL_PARENT is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
+#ifndef TTE_OFF_TASK_TGID
+#error "TTE_OFF_TASK_TGID is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
+#endif
 #ifndef TTE_OFF_SKB_DEV
 #error "TTE_OFF_SKB_DEV is not defined: the loader (tracer/kernel/program.py FIELDS) takes it from BTF"
 #endif

@@ -82,10 +82,13 @@ static __always_inline u32 owner_of(const struct tte_sock *s, u64 ino, struct tt
     return 0;
 }
 
-static __always_inline int filtered_out(u32 pid, const char *comm, u32 netns, u16 lport, u16 rport)
+/* pid_deferred: the owner is only the listener's, and the listener is shared with a traced
+ * process; the holder, known at its close, decides in user space (tracer/explain/owners.py). */
+static __always_inline int filtered_out(u32 pid, const char *comm, u32 netns, u16 lport, u16 rport,
+                                        int pid_deferred)
 {
 #if TTE_FILTER_PID
-    if (!pid || !filter_pids.lookup(&pid))
+    if (!pid_deferred && (!pid || !filter_pids.lookup(&pid)))
         return 1;
 #endif
 #if TTE_FILTER_COMM
@@ -120,10 +123,17 @@ static __always_inline void fill_from_closed(struct tte_record *r, const struct 
 }
 
 
-/* Drop an event of a socket the filters exclude, counting it. */
-static __always_inline int not_ours(u32 pid, const char *comm, u32 netns, u16 lport, u16 rport)
+/* An accepted socket whose owner is still its listener's: its holder is not known yet. */
+static __always_inline int owner_provisional(const struct tte_sock *s)
 {
-    if (!filtered_out(pid, comm, netns, lport, rport))
+    return s && s->owner_src == TTE_OWNER_LISTENER;
+}
+
+/* Drop an event of a socket the filters exclude, counting it. */
+static __always_inline int not_ours(u32 pid, const char *comm, u32 netns, u16 lport, u16 rport,
+                                    const struct tte_sock *s)
+{
+    if (!filtered_out(pid, comm, netns, lport, rport, owner_provisional(s)))
         return 0;
     stat_inc(TTE_STAT_FILTERED);
     return 1;

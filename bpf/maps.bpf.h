@@ -26,7 +26,8 @@ struct tte_sock {
     u8 owner_src;
     u8 opened; /* TTE_F_CONNECTED or TTE_F_ACCEPTED >> 8: how the connection began, kept when
                 * the owner is refreshed at close */
-    u8 _pad1;
+    u8 notable; /* a record was sent while the owner was only the listener's: name the holder
+                 * (TTE_REC_OWNER) when it closes the socket (bpf/owners.bpf.h) */
     /* The 4-tuple, from state-change arguments: tcp_done() unhashes the socket (clearing its
      * local port) before the error report runs, so the socket itself no longer has it. */
     u16 family;
@@ -87,13 +88,15 @@ BPF_TABLE("lru_hash", u64, struct tte_sock, socks, TTE_MAX_SOCKS);
 BPF_TABLE("lru_hash", struct tte_tuple, struct tte_closed, closed, TTE_MAX_CLOSED);
 
 /* listeners: (netns << 16 | port) -> the owner of the listening socket, so an accepted child
- * (cloned in softirq, in whatever task ran it) inherits its server's owner.
+ * (cloned in softirq, in whatever task ran it) inherits its server's owner. That owner is only
+ * provisional (TTE_OWNER_LISTENER): a pre-forked server's workers hold what they accept, and the
+ * holder is named at its close (bpf/owners.bpf.h).
  * insert: ->LISTEN, and user space at start-up for listeners that predate the tracer;
  * delete: LISTEN->CLOSE by the same owner (another process may listen on the port with
  * SO_REUSEPORT, e.g. across a reload); LRU bounded. */
 struct tte_listener {
     u32 pid;
-    u32 _pad;
+    u32 flags; /* TTE_LISTENER_* */
     char comm[TTE_COMM_LEN];
     char thread[TTE_COMM_LEN];
 };

@@ -6,7 +6,8 @@
  *   tcp:tcp_send_reset        -> TTE_REC_RESET_SENT
  *   tcp:tcp_receive_reset     -> TTE_REC_RESET_RECEIVED
  *   inet_sk_error_report (raw tracepoint: argument 0 is the struct sock *) -> TTE_REC_ABORT
- *   tcp:tcp_destroy_sock      ends a table entry; keeps a copy keyed by 4-tuple for late resets
+ *   tcp:tcp_destroy_sock      ends a table entry; keeps a copy keyed by 4-tuple for late resets;
+ *                             names the holder of an accepted socket that produced a record
  *   tcp:tcp_retransmit_skb    counts retransmits per socket
  *   sock:sock_send_length / sock_recv_length  only with TTE_IO_HOOKS (kernels without BTF)
  *
@@ -19,6 +20,7 @@
  *   context.bpf.h  a socket's owner, table entry and closed history in a record; filters
  *   storm.bpf.h    storm accounting: over the per-CPU rate, count instead of send
  *   emit.bpf.h     record emission: emit_begin() and submit()
+ *   owners.bpf.h   the holder of an accepted socket, named at its close (TTE_REC_OWNER)
  * BCC rewrites map calls only in its main file, so tracer/kernel/sources.py hands it this file
  * with the parts inlined (#line directives keep diagnostics pointing at the right file).
  */
@@ -31,6 +33,7 @@
 #include "context.bpf.h"
 #include "storm.bpf.h"
 #include "emit.bpf.h"
+#include "owners.bpf.h"
 
 /* ---------------------------------------------------------------- state changes ---- */
 
@@ -38,9 +41,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != TTE_IPPROTO_TCP)
         return 0;
+    /* ctx fields read once, up front (see tcp_send_reset): with the --pid filter compiled in,
+     * clang re-read args->sport through an offset ctx pointer, which the verifier rejects. */
     u64 key = (u64)args->skaddr;
     const void *sk = (const void *)args->skaddr;
     int os = args->oldstate, ns = args->newstate;
+    u16 sport = args->sport, dport = args->dport, family = args->family;
     u64 now = bpf_ktime_get_ns();
     struct tte_sock *s = socks.lookup(&key);
 
@@ -48,11 +54,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         (os == TTE_TCP_LISTEN && ns == TTE_TCP_SYN_RECV)) {
         /* A new socket (its address may be a reused one: start afresh). */
         struct tte_sock fresh = {};
+        int deferred = 0;
         fresh.birth_ns = now;
         fresh.netns = sk_netns(sk);
         if (os == TTE_TCP_LISTEN) {
             /* Accepted child: softirq, possibly in an unrelated task. Inherit the listener's owner. */
-            u64 lkey = ((u64)fresh.netns << TTE_LISTENER_NETNS_SHIFT) | args->sport;
+            u64 lkey = ((u64)fresh.netns << TTE_LISTENER_NETNS_SHIFT) | sport;
             struct tte_listener *ls = listeners.lookup(&lkey);
             fresh.opened = TTE_F_ACCEPTED >> 8;
             if (ls) {
@@ -60,16 +67,17 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
                 __builtin_memcpy(fresh.comm, ls->comm, TTE_COMM_LEN);
                 __builtin_memcpy(fresh.thread, ls->thread, TTE_COMM_LEN);
                 fresh.owner_src = TTE_OWNER_LISTENER;
+                deferred = ls->flags & TTE_LISTENER_TRACED;
             }
         } else {
             capture_owner(&fresh, ns == TTE_TCP_LISTEN ? TTE_OWNER_LISTEN : TTE_OWNER_CONNECT);
             if (ns == TTE_TCP_SYN_SENT)
                 fresh.opened = TTE_F_CONNECTED >> 8;
         }
-        if (filtered_out(fresh.pid, fresh.comm, fresh.netns, args->sport, args->dport))
+        if (filtered_out(fresh.pid, fresh.comm, fresh.netns, sport, dport, deferred))
             return 0; /* not ours: keep neither the entry nor its cost */
         if (ns == TTE_TCP_LISTEN) {
-            u64 lkey = ((u64)fresh.netns << TTE_LISTENER_NETNS_SHIFT) | args->sport;
+            u64 lkey = ((u64)fresh.netns << TTE_LISTENER_NETNS_SHIFT) | sport;
             struct tte_listener l = {};
             l.pid = fresh.pid;
             __builtin_memcpy(l.comm, fresh.comm, TTE_COMM_LEN);
@@ -89,15 +97,15 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct tte_sock fresh = {};
         fresh.netns = sk_netns(sk);
         capture_owner(&fresh, TTE_OWNER_CLOSE);
-        if (filtered_out(fresh.pid, fresh.comm, fresh.netns, args->sport, args->dport))
+        if (filtered_out(fresh.pid, fresh.comm, fresh.netns, sport, dport, 0))
             return 0;
         fresh.state = ns;
         fresh.state_ns = now;
         fresh.close_ns = now;
-        fresh.family = args->family;
-        fresh.lport = args->sport;
-        fresh.rport = args->dport;
-        ADDRS_FROM_ARGS(args->family, fresh.laddr, fresh.raddr);
+        fresh.family = family;
+        fresh.lport = sport;
+        fresh.rport = dport;
+        ADDRS_FROM_ARGS(family, fresh.laddr, fresh.raddr);
         socks.update(&key, &fresh);
         stat_inc(TTE_STAT_SOCKS_INSERT);
         if (os == TTE_TCP_ESTABLISHED)
@@ -106,9 +114,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     } else if (!s) {
 #if TTE_EMIT_STATES && !TTE_FILTER_PID && !TTE_FILTER_COMM
         /* A socket that predates the tracer: report the change with what the event itself has. */
-        if (filtered_out(0, 0, sk_netns(sk), args->sport, args->dport))
+        if (filtered_out(0, 0, sk_netns(sk), sport, dport, 0))
             return 0;
-        struct tte_record *r = emit_begin(TTE_REC_STATE, key, ns, -1, 0, now, 0, 0, args->family, 0, args->sport);
+        struct tte_record *r = emit_begin(TTE_REC_STATE, key, ns, -1, 0, now, 0, 0, family, 0, sport);
         if (!r)
             return 0;
         r->old_state = os;
@@ -120,11 +128,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #endif
         return 0;
     } else {
-        if (args->sport) {
-            s->family = args->family;
-            s->lport = args->sport;
-            s->rport = args->dport;
-            ADDRS_FROM_ARGS(args->family, s->laddr, s->raddr);
+        if (sport) {
+            s->family = family;
+            s->lport = sport;
+            s->rport = dport;
+            ADDRS_FROM_ARGS(family, s->laddr, s->raddr);
         }
         s->state = ns;
         s->state_ns = now;
@@ -139,12 +147,19 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         if (ns == TTE_TCP_FIN_WAIT1 || (os == TTE_TCP_CLOSE_WAIT && ns == TTE_TCP_LAST_ACK)) {
             /* close()/shutdown() runs in the owner's syscall: refresh the owner. */
             s->close_ns = now;
+            emit_owner(s, key, now);
             capture_owner(s, TTE_OWNER_CLOSE);
             if (os == TTE_TCP_ESTABLISHED)
                 count_active_close(s);
         }
+        if (os == TTE_TCP_SYN_SENT && ns == TTE_TCP_CLOSE && !rd_u32(sk, TTE_OFF_SK_ERR)) {
+            /* The application gave up on connect() (close or connect(AF_UNSPEC) in its own
+             * syscall; a refusal, timeout or ICMP error sets sk_err first): keep the history,
+             * so the late SYN-ACK's reset from no socket finds who abandoned it, and when. */
+            s->close_ns = now;
+        }
         if (os == TTE_TCP_LISTEN && ns == TTE_TCP_CLOSE) {
-            u64 lkey = ((u64)s->netns << TTE_LISTENER_NETNS_SHIFT) | args->sport;
+            u64 lkey = ((u64)s->netns << TTE_LISTENER_NETNS_SHIFT) | sport;
             struct tte_listener *l = listeners.lookup(&lkey);
             if (l && l->pid == s->pid)
                 listeners.delete(&lkey);
@@ -156,7 +171,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 #if TTE_EMIT_STATES
     struct tte_record *r = emit_begin(TTE_REC_STATE, key, ns, -1, 0, now, s->pid, s->comm, s->family, s->raddr,
-                                      args->sport);
+                                      sport);
     if (!r)
         return 0;
     r->old_state = os;
@@ -185,6 +200,7 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
     struct tte_sock *s = socks.lookup(&key);
     if (!s)
         return 0;
+    emit_owner(s, key, bpf_ktime_get_ns());
     /* Keep the history of a connection this side closed first: its timewait socket may still
      * answer the peer's late data with an RST, which only a 4-tuple can join back to it. */
     if (s->close_ns && (!s->fin_ns || s->close_ns < s->fin_ns) && args->dport != 0) {
@@ -273,7 +289,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     }
     u32 pid = c ? c->sock.pid : owner_of(s, ino, &io);
     const char *comm = c ? c->sock.comm : (s ? s->comm : (io ? io->comm : 0));
-    if (not_ours(pid, comm, t.netns, t.lport, t.rport))
+    if (not_ours(pid, comm, t.netns, t.lport, t.rport, s))
         return 0;
     if (reason >= 0 && reason < 63)
         stat_inc(TTE_STAT_RST_SENT_BASE + reason);
@@ -308,6 +324,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
         }
         if (full_tcp_state(state) || state == TTE_TCP_CLOSE)
             read_tcp_fields(r, sk, now);
+        mark_notable(s);
     }
     submit(r);
     return 0;
@@ -315,29 +332,31 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
+    /* ctx fields read once, up front (see tcp_send_reset). */
     u64 key = (u64)args->skaddr;
     const void *sk = (const void *)args->skaddr;
+    u16 sport = args->sport, dport = args->dport, family = args->family;
     u64 now = bpf_ktime_get_ns();
     struct tte_who w;
     who_owns(&w, key, sk);
-    if (not_ours(w.pid, w.comm, w.netns, args->sport, args->dport))
+    if (not_ours(w.pid, w.comm, w.netns, sport, dport, w.s))
         return 0;
     stat_inc(TTE_STAT_RST_RECEIVED);
     /* tcp_reset() fires this before tcp_done(): the state is the one the RST arrived in. */
     u8 rstate = rd_u8(sk, TTE_OFF_SKC_STATE);
     u8 ra[16] = {};
-    if (args->family == TTE_AF_INET6)
+    if (family == TTE_AF_INET6)
         __builtin_memcpy(ra, args->daddr_v6, 16);
     else
         __builtin_memcpy(ra, args->daddr, 4);
     struct tte_record *r = emit_begin(TTE_REC_RESET_RECEIVED, key, rstate, -1, 0, now, w.pid, w.comm,
-                                      args->family, ra, service_port(w.s, args->sport, args->dport));
+                                      family, ra, service_port(w.s, sport, dport));
     if (!r)
         return 0;
-    r->family = args->family;
-    r->lport = args->sport;
-    r->rport = args->dport;
-    ADDRS_FROM_ARGS(args->family, r->laddr, r->raddr);
+    r->family = family;
+    r->lport = sport;
+    r->rport = dport;
+    ADDRS_FROM_ARGS(family, r->laddr, r->raddr);
     r->cookie = RECV_COOKIE_FROM_ARGS();
     r->netns = w.netns;
     r->ino = w.ino;
@@ -345,6 +364,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     fill_owner(r, w.s, w.io);
     if (full_tcp_state(r->state))
         read_tcp_fields(r, sk, now);
+    mark_notable(w.s);
     submit(r);
     return 0;
 }
@@ -371,7 +391,7 @@ RAW_TRACEPOINT_PROBE(inet_sk_error_report)
     who_owns(&w, key, sk);
     u16 lport = rd_u16(sk, TTE_OFF_SKC_NUM);
     u16 rport = bpf_ntohs(rd_u16(sk, TTE_OFF_SKC_DPORT));
-    if (not_ours(w.pid, w.comm, w.netns, lport, rport))
+    if (not_ours(w.pid, w.comm, w.netns, lport, rport, w.s))
         return 0;
     if (err < 160)
         stat_inc(TTE_STAT_ABORT_BASE + err);
@@ -385,6 +405,7 @@ RAW_TRACEPOINT_PROBE(inet_sk_error_report)
     r->flags = flags_from_sk(sk);
     fill_owner(r, w.s, w.io);
     read_tcp_fields(r, sk, now);
+    mark_notable(w.s);
     submit(r);
     return 0;
 }
@@ -403,7 +424,7 @@ static __always_inline void io_touch(const void *sk, int is_send)
         struct tte_sock fresh = {};
         fresh.birth_ns = 0; /* predates the tracer */
         capture_owner(&fresh, TTE_OWNER_IO);
-        if (filtered_out(fresh.pid, fresh.comm, 0, 0, 0))
+        if (filtered_out(fresh.pid, fresh.comm, 0, 0, 0, 0))
             return;
         fresh.state = TTE_TCP_ESTABLISHED;
         socks.update(&key, &fresh);

@@ -17,6 +17,10 @@ enum tte_record_type {
     TTE_REC_RESET_RECEIVED = 2, /* tcp:tcp_receive_reset */
     TTE_REC_ABORT = 3,          /* sock:inet_sk_error_report with a non-zero errno */
     TTE_REC_STATE = 4,          /* sock:inet_sock_set_state, only when asked (--states) */
+    TTE_REC_OWNER = 5,          /* the holder of an accepted socket that produced a record, at its
+                                 * close: pid/comm/thread are the process that closed it, cur_pid its
+                                 * parent (real_parent's tgid); skaddr, netns and birth_ns name the
+                                 * socket (tracer/explain/owners.py) */
 };
 
 /* Where the owner (pid, comm) of the socket came from; the decoder names these. */
@@ -126,6 +130,9 @@ struct tte_record {
 /* Key of the listeners map: the listening socket's network namespace and local port, as
  * (netns << TTE_LISTENER_NETNS_SHIFT) | port; user space preloads listeners that predate it. */
 #define TTE_LISTENER_NETNS_SHIFT 16
+/* struct tte_listener flags: a --pid process holds this listener (user space, at start-up), so
+ * its accepted connections are kept until their holder decides (tracer/explain/owners.py). */
+#define TTE_LISTENER_TRACED 1
 
 /* A storm summary bucket: events beyond the per-CPU rate are counted per key, not sent. */
 struct tte_storm_key {

@@ -45,7 +45,10 @@ def filter_options(live: bool) -> Callable[[Callable[..., Any]], Callable[..., A
     k = "; in the kernel" if live else ""
     opts = [
         click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True,
-                     help=f"Only sockets owned by this process (repeatable){k}."),
+                     help=f"Only sockets this process holds (repeatable){k}; an accepted socket is its "
+                          "holder's, not the listener's."),
+        click.option("--children", is_flag=True,
+                     help="With --pid: also the processes' descendants (a pre-forked server's workers)."),
         click.option("--comm", "comms", multiple=True,
                      help=f"Only sockets owned by processes with this name (repeatable){k}."),
         click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
@@ -74,7 +77,8 @@ def _event_filter(params: dict[str, Any], known_netns: Optional[dict[int, str]] 
     from tracer.kernel import netns
 
     return EventFilter(
-        pids=frozenset(params.pop("pids")), comms=frozenset(params.pop("comms")), ports=frozenset(params.pop("ports")),
+        pids=frozenset(params.pop("pids")), children=bool(params.pop("children")),
+        comms=frozenset(params.pop("comms")), ports=frozenset(params.pop("ports")),
         netns=netns.resolve_all(_netns_values(params.pop("netns_specs")), known=known_netns),
         remotes=tuple(_networks(params.pop("remotes"))),
     )
@@ -82,7 +86,8 @@ def _event_filter(params: dict[str, Any], known_netns: Optional[dict[int, str]] 
 
 def _kernel_options(flt, **kw) -> Options:
     try:
-        return Options(pids=flt.pids, comms=flt.comms, ports=flt.kernel_ports, netns=flt.netns, **kw)
+        return Options(pids=flt.pids, children=flt.children, comms=flt.comms, ports=flt.kernel_ports,
+                       netns=flt.netns, **kw)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 

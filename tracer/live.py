@@ -23,6 +23,7 @@ from tracer.sinks import recording
 from tracer.kernel.capture import Capture
 from tracer.model.counters import Counters
 from tracer.model.errors import RecordsLost, TteError
+from tracer.explain.owners import OwnerResolver
 from tracer.explain.pipeline import Pipeline, explain_stream
 from tracer.explain.rules import Explanation
 from tracer.model.options import Options
@@ -53,6 +54,18 @@ class _Stop:
         self.why = signal.Signals(signum).name
 
 
+def owner_resolver(event_filter: EventFilter) -> OwnerResolver:
+    """Holders of accepted sockets: from their close, else /proc; --pid decides on the holder."""
+    return OwnerResolver(lookup=procfs.ProcfsOwners(), scope=event_filter.scope if event_filter.pids else None)
+
+
+def refresh_scope(capture: Capture, pipe: Pipeline) -> None:
+    """--children: the family now (also handed to the kernel's pid filter)."""
+    scope = pipe.owners.scope
+    if scope is not None and scope.children:
+        scope.descendants = capture.refresh_children()
+
+
 def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optional[str] = None,
              ready_file: Optional[str] = None, event_filter: EventFilter = NO_FILTER) -> Summary:
     capture = Capture(options)
@@ -75,7 +88,8 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
             with _open_for_writing(ready_file, "--ready-file") as fh:
                 fh.write(f"{os.getpid()}\n")
         local = localaddrs.peer_check(options, capture.features)
-        pipe = Pipeline(peer_is_local=local.contains if local else None)
+        pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter))
+        refresh_scope(capture, pipe)
         since = datetime.now().strftime("%H:%M:%S")
         last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
         closes = capture.active_closes()
@@ -106,6 +120,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
                 break
             if alive and now - last_pidcheck >= 1.0:
                 last_pidcheck = now
+                refresh_scope(capture, pipe)
                 for pid in sorted(alive):
                     if not procfs.process_exists(pid):
                         alive.discard(pid)
@@ -127,12 +142,12 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
                 closes, last_insight = fresh, now
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
-                sink.status(since, summary, capture.counters())
+                sink.status(since, summary, pipe.counters(capture.counters()))
         # Records already in the ring buffer still count: drain and explain them.
         feed(capture.poll(0))
         emit(pipe.release(None))
         _storm(capture, sink, summary, event_filter)
-        counters = capture.counters()
+        counters = pipe.counters(capture.counters())
         if writer is not None:
             seen = sorted(local.seen) if local else []
             writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
@@ -171,7 +186,9 @@ def replay(source: Union[str, recording.Recording], sink: Sink,
     records, bad = recording.decoded(rec)
     summary = Summary()
     out = []
-    for e in explain_stream(records, recording.peer_check(rec)):
+    # Holders come from the recording's OWNER records; --pid decides on them as it did live.
+    owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None)
+    for e in explain_stream(records, recording.peer_check(rec), owners):
         if not event_filter.match(e):
             continue
         sink.event(e)
@@ -187,7 +204,8 @@ def replay(source: Union[str, recording.Recording], sink: Sink,
 
 def _opts_json(o: Options) -> dict[str, Any]:
     return {"pids": sorted(o.pids), "comms": sorted(o.comms), "ports": sorted(o.ports),
-            "netns": sorted(o.netns), "states": o.states, "ignore_kernel_reason": o.ignore_kernel_reason}
+            "netns": sorted(o.netns), "states": o.states, "ignore_kernel_reason": o.ignore_kernel_reason,
+            "children": o.children}
 
 
 def _meta(o: Options, capture: Capture) -> dict[str, Any]:

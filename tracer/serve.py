@@ -19,6 +19,7 @@ from prometheus_client.exposition import MetricsHandler
 from tracer import __version__
 from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.explain.pipeline import Pipeline
+from tracer.live import owner_resolver, refresh_scope
 from tracer.kernel import host as kernel
 from tracer.kernel import localaddrs
 from tracer.kernel import loader
@@ -58,10 +59,13 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
     collector = None
     try:
         capture.start()
+        local = localaddrs.peer_check(options, capture.features)
+        pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter))
+        refresh_scope(capture, pipe)
         totals = Totals(top_processes, endpoint_labels)
         tw = TimeWaitWindow()
         registry = CollectorRegistry(auto_describe=False)
-        collector = KernelCollector(capture, totals, tw, capture.attached(),
+        collector = KernelCollector(capture, totals, tw, capture.attached(), pipe,
                                     (__version__, loader.bcc_version(), kernel.release()))
         registry.register(collector)
         server_class = _Server6 if ":" in host else _Server
@@ -77,8 +81,6 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                     fh.write(f"{server.server_address[1]}\n")
             except OSError as exc:
                 raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file") from None
-        local = localaddrs.peer_check(options, capture.features)
-        pipe = Pipeline(peer_is_local=local.contains if local else None)
         started = last_tw = time.monotonic()
         while not stop.is_set():
             pipe.feed(capture.poll(50))
@@ -88,6 +90,7 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
             now = time.monotonic()
             if now - last_tw >= 1.0:
                 last_tw = now
+                refresh_scope(capture, pipe)
                 for b in capture.storm():
                     if b.type.value != "state" and event_filter.match_storm(b):
                         totals.add(b.explained(), b.count)

@@ -58,6 +58,9 @@ class Case:
     gap_before_close_ns: Optional[int] = None  # our close minus our last data before it
     self_received: bool = False           # this host ran tcp_reset() on its own socket first
     peer: Optional[Record] = None         # the other end's reset record, when on this host
+    # pid is 0: the holder of this accepted socket is not known; the listener's owner, then its
+    # child processes (tracer/explain/owners.py)
+    owner_candidates: tuple[int, ...] = ()
     peer_local: Optional[bool] = None     # the remote address belongs to this host
 
     def flag(self, name: str) -> bool:
@@ -130,4 +133,5 @@ def from_incident(inc: Incident) -> Case:
         since_destroy_ns=r.ts_ns - r.destroy_ns if r.destroy_ns else None,
         gap_before_fin_ns=gap_fin, gap_before_close_ns=gap_close,
         self_received=inc.self_received is not None, peer=inc.peer, peer_local=inc.peer_local,
+        owner_candidates=r.owner_candidates,
     )

@@ -10,6 +10,10 @@ Rules (kernel facts from shared/reference/kernel-tcp-resets.md):
   connection seen from both ends: the two incidents are linked (both ends on this host).
 - An abort with no reset is its own incident (timeouts, ICMP errors, socket destroy).
 
+- A record whose owner is only inherited from its listener (an accepted socket of a pre-forked
+  server) waits until its holder is known (tracer/explain/owners.py), and so do the records of
+  its socket and of its other end on this host, so the incident and its peer link stay whole.
+
 Memory is bounded: pending records wait SETTLE_NS for their partners and are then released;
 the index used for cross-end joins keeps at most PEER_INDEX_MAX recent resets for PEER_WINDOW_NS.
 """
@@ -20,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
+from tracer.explain.owners import OwnerResolver
 from tracer.model.record import Record, RecordType
 
 JOIN_WINDOW_NS = 5_000_000
@@ -76,17 +81,22 @@ class Correlator:
     """Feed records in arrival order; take incidents out once their partners had time to arrive."""
 
     def __init__(self, peer_is_local: Optional[Callable[[str], Optional[bool]]] = None,
-                 settle_ns: int = SETTLE_NS) -> None:
+                 settle_ns: int = SETTLE_NS, owners: Optional[OwnerResolver] = None) -> None:
         self._pending: list[Record] = []
         self._recent: "OrderedDict[tuple[object, ...], Record]" = OrderedDict()
         self._peer_is_local = peer_is_local or (lambda addr: None)
         self.settle_ns = settle_ns
+        # Without a /proc lookup (replay), holders come only from the recording's OWNER records.
+        self.owners = owners if owners is not None else OwnerResolver()
         self.dropped_states = 0
 
     def feed(self, records: Iterable[Record]) -> None:
         for r in records:
             if r.type is RecordType.STATE:
                 self.dropped_states += 1
+                continue
+            if r.type is RecordType.OWNER:
+                self.owners.note(r)
                 continue
             self._pending.append(r)
 
@@ -96,24 +106,30 @@ class Correlator:
             return []
         self._pending.sort(key=lambda r: r.ts_ns)
         ready: list[Record]
+        self._pending, owner_wait = self.owners.settle(self._pending, now_ns)
         if now_ns is None:
             ready, self._pending = self._pending, []
         else:
             cut = now_ns - self.settle_ns
             # Unsettled records per socket address; a settled record waits only for one that
             # could be its partner: same address, same remote end, within the join window (the
-            # kernel reuses a freed socket's address for the next connection within ms).
+            # kernel reuses a freed socket's address for the next connection within ms). A
+            # record waiting for its holder counts as unsettled, and so holds its other end.
             unsettled: dict[tuple[object, ...], list[Record]] = {}
-            for r in self._pending:
-                if r.ts_ns > cut:
+            held_ends: set[tuple[object, ...]] = set()
+            for i, r in enumerate(self._pending):
+                if r.ts_ns > cut or i in owner_wait:
                     unsettled.setdefault((r.netns, r.skaddr), []).append(r)
+                if i in owner_wait and r.rport:
+                    held_ends.add(_plain(r))
             hold = len(self._pending) <= PENDING_MAX
             ready = []
             keep: list[Record] = []
-            for r in self._pending:
-                wait = r.ts_ns > cut or (hold and any(
-                    o.ts_ns - r.ts_ns <= JOIN_WINDOW_NS and _same_peer(o, r)
-                    for o in unsettled.get((r.netns, r.skaddr), ())))
+            for i, r in enumerate(self._pending):
+                wait = r.ts_ns > cut or i in owner_wait or (hold and (any(
+                    abs(o.ts_ns - r.ts_ns) <= JOIN_WINDOW_NS and _same_peer(o, r)
+                    for o in unsettled.get((r.netns, r.skaddr), ()) if o is not r)
+                    or bool(r.rport and _swapped(r) in held_ends)))
                 (keep if wait else ready).append(r)
             if not ready:
                 return []

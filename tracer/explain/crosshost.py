@@ -281,17 +281,17 @@ class Judge:
 def judge_all(hosts: Sequence[Host], per_host: Sequence[Sequence[tuple[Incident, Explanation]]],
               pairing: Pairing) -> list[tuple[int, Explanation]]:
     """Every host's events, judged from both sides where the other side was recorded."""
-    own: dict[tuple[int, int], Explanation] = {}
-    keep: list[Record] = []    # ids below stay valid while the records are referenced here
+    # Keyed by Record.ident: the correlator may hand on copies (a holder learnt), not the
+    # records the pairing saw.
+    own: dict[tuple[int, tuple[str, int, int, int]], Explanation] = {}
     for h, items in enumerate(per_host):
         for inc, e in items:
-            own[(h, id(inc.primary))] = e
-            keep.append(inc.primary)
+            own[(h, inc.primary.ident)] = e
             if inc.error is not None:
-                own[(h, id(inc.error))] = e
+                own[(h, inc.error.ident)] = e
 
     def lookup(h: int, r: Record) -> Optional[Explanation]:
-        return own.get((h, id(r)))
+        return own.get((h, r.ident))
 
     j = Judge(hosts, pairing, lookup)
     return [(h, j.judge(h, inc, e)) for h, items in enumerate(per_host) for inc, e in items]

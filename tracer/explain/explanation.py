@@ -52,6 +52,7 @@ class Explanation:
     # client of one service, so events group by the service (never by ephemeral client ports).
     service: str = ""
     role: Optional[str] = None  # "server" | "client" on this host; None when the event cannot tell
+    owner_candidates: tuple[int, ...] = ()  # pid is None: the listener's owner, then its children
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -75,6 +76,8 @@ class Explanation:
             d["pairing"] = dict(self.pairing)
         if self.seq is not None:
             d["seq"] = dict(self.seq)
+        if self.owner_candidates:
+            d["owner_candidates"] = list(self.owner_candidates)
         return d
 
 

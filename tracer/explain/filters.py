@@ -15,9 +15,10 @@ options must all hold (``--pid 42 --netns a``: process 42's connections in names
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Optional, Union
 
+from tracer.explain.owners import PidScope
 from tracer.explain.rules import Explanation
 
 if TYPE_CHECKING:
@@ -43,6 +44,23 @@ class EventFilter:
     ports: frozenset[int] = frozenset()      # local or remote
     netns: frozenset[int] = frozenset()      # namespace inodes
     remotes: tuple[Network, ...] = ()
+    children: bool = False                   # --children: the pids' descendants too
+    # Which processes --pid/--children means now: shared with the owner resolver, which learns
+    # the holders of accepted sockets (tracer/explain/owners.py).
+    scope: PidScope = field(default_factory=lambda: PidScope(frozenset()), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.scope.pids != self.pids or self.scope.children != self.children:
+            object.__setattr__(self, "scope", PidScope(self.pids, self.children))
+
+    def pid_match(self, pid: Optional[int], candidates: tuple[int, ...] = ()) -> bool:
+        """A process of --pid (or of its family with --children). An event whose holder is not
+        known matches when one of its candidates does: it may be ours, and it says so."""
+        if not self.pids:
+            return True
+        if pid:
+            return self.scope.wants(pid)
+        return any(self.scope.wants(p) for p in candidates)
 
     @property
     def active(self) -> bool:
@@ -54,7 +72,7 @@ class EventFilter:
         return self.ports
 
     def match(self, e: Explanation) -> bool:
-        if self.pids and (e.pid or 0) not in self.pids:
+        if not self.pid_match(e.pid, e.owner_candidates):
             return False
         if self.comms and (e.comm or "") not in self.comms:
             return False
@@ -70,7 +88,7 @@ class EventFilter:
         for a server and the remote one for a client; the bucket does not say which, so a port
         option of either side admits it. A bucket cannot be judged by namespace (the kernel does
         not key it by one): in live runs the kernel's namespace filter already applied."""
-        if self.pids and b.pid not in self.pids:
+        if not self.pid_match(b.pid):
             return False
         if self.comms and b.comm not in self.comms:
             return False
@@ -87,7 +105,7 @@ class EventFilter:
 
         parts = []
         if self.pids:
-            parts.append(nums("pid", self.pids))
+            parts.append(nums("pid", self.pids) + (" and their children" if self.children else ""))
         if self.comms:
             parts.append("process " + ",".join(sorted(self.comms)))
         if self.ports:

@@ -194,7 +194,7 @@ class Pairing:
         # Each host's clock against host 0's; None where no paired event relates them (yet).
         self.skew: list[Optional[Skew]] = [Skew(0, 0, 0) if h == 0 else None for h in range(len(self.hosts))]
         self._views: list[_View] = []
-        self._view_of: dict[int, int] = {}      # id(record) -> view index
+        self._view_of: dict[tuple[str, int, int, int], int] = {}  # Record.ident -> view index
         self._groups = _Groups()
         self.ambiguous: set[int] = set()       # views that fit several connections
         self._build_views()
@@ -230,7 +230,7 @@ class Pairing:
                 else:
                     continue
                 self._views[v].records.append(r)
-                self._view_of[id(r)] = v
+                self._view_of[r.ident] = v
         for view in self._views:
             view.records.sort(key=lambda r: r.ts_ns)
 
@@ -345,7 +345,7 @@ class Pairing:
     # -- answers -----------------------------------------------------------------------
     def counterpart(self, host: int, r: Record) -> Counterpart:
         """The other end of r's connection, or why it could not be found."""
-        v = self._view_of.get(id(r))
+        v = self._view_of.get(r.ident)
         if v is None:
             if not self._has_seq[host]:
                 return Unpaired("its recording has no sequence numbers (made by a tcptrace-explain version "

@@ -14,16 +14,18 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from tracer.explain import crosshost
 from tracer.explain.correlate import Correlator, Incident
+from tracer.explain.owners import OwnerResolver
 from tracer.explain.pairing import HostStream, Pairing, seq_json
 from tracer.explain.rules import Explanation, explain
+from tracer.model.counters import Counters
 from tracer.model.record import Record
 
 PeerCheck = Callable[[str], Optional[bool]]
 
 
 class Pipeline:
-    def __init__(self, peer_is_local: Optional[PeerCheck] = None) -> None:
-        self._corr = Correlator(peer_is_local=peer_is_local)
+    def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None) -> None:
+        self._corr = Correlator(peer_is_local=peer_is_local, owners=owners)
 
     def feed(self, records: Iterable[Record]) -> None:
         self._corr.feed(records)
@@ -40,15 +42,24 @@ class Pipeline:
     def dropped_states(self) -> int:
         return self._corr.dropped_states
 
+    @property
+    def owners(self) -> OwnerResolver:
+        return self._corr.owners
+
+    def counters(self, kernel: Counters) -> Counters:
+        """The kernel's counters less what --pid dropped here once a holder was known."""
+        return kernel.without(self._corr.owners.dropped)
+
 
 def _with_seq(inc: Incident, e: Explanation) -> Explanation:
     seq = seq_json(inc.primary)
     return e if seq is None else dataclasses.replace(e, seq=seq)
 
 
-def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None) -> list[Explanation]:
+def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None,
+                   owners: Optional[OwnerResolver] = None) -> list[Explanation]:
     """A whole, finished stream (a recording, a test's records) explained at once."""
-    p = Pipeline(peer_is_local)
+    p = Pipeline(peer_is_local, owners)
     p.feed(records)
     return p.release(None)
 

@@ -20,7 +20,7 @@ from tracer.explain import knowledge, reasons, texts
 from tracer.explain.case import Case, from_incident
 from tracer.explain.correlate import Incident
 from tracer.explain.explanation import Explanation, dur, endpoint, errno_text, iso, secs
-from tracer.model.record import Record, RecordType
+from tracer.model.record import OWNER_FROM_PROCFS, Record, RecordType
 from tracer.model.verdicts import Confidence, Verdict, Who
 
 __all__ = ["Explanation", "endpoint", "explain", "explain_case", "infer_reason", "judge", "RULES", "Rule"]
@@ -86,14 +86,26 @@ class Rule:
 
 # ------------------------------------------------------------------ words of a case ------
 
-def proc(pid: int, comm: str) -> str:
+def proc(pid: int, comm: str, candidates: tuple[int, ...] = ()) -> str:
+    if not pid and candidates:
+        return candidates_text(comm, candidates)
     return f"{comm or '?'} pid {pid}" if pid else texts.UNIDENTIFIED_OWNER
+
+
+def candidates_text(comm: str, candidates: tuple[int, ...], shown: int = 8) -> str:
+    """An accepted socket whose holder could not be resolved: the candidates, never one pid."""
+    root, others = candidates[0], candidates[1:]
+    if not others:
+        return texts.OWNER_CANDIDATE_ALONE.format(comm=comm or "?", root=root)
+    listed = ", ".join(str(p) for p in others[:shown]) + (", ..." if len(others) > shown else "")
+    return texts.OWNER_CANDIDATES.format(comm=comm or "?", root=root, children=listed)
 
 
 def peer_desc(p: Record) -> str:
     """What the other end on this host did, from its own reset record."""
-    who = texts.HOST_KERNEL if (p.flag("no_socket") or not p.pid) else texts.ON_THIS_HOST.format(
-        proc=proc(p.pid, p.comm))
+    known = p.pid or p.owner_candidates
+    who = texts.HOST_KERNEL if (p.flag("no_socket") or not known) else texts.ON_THIS_HOST.format(
+        proc=proc(p.pid, p.comm, p.owner_candidates))
     action = texts.PEER_ACTIONS.get(p.reason or "", texts.PEER_RESET_IT)
     return texts.PEER_DID.format(who=who, action=action, reason=f" ({p.reason})" if p.reason else "")
 
@@ -113,7 +125,7 @@ class Words(dict[str, str]):
     def _value(self, key: str) -> str:
         c = self.c
         if key == "me":
-            return proc(c.pid, c.comm)
+            return proc(c.pid, c.comm, c.owner_candidates)
         if key == "there":
             return endpoint(c.raddr, c.rport)
         if key == "here":
@@ -340,8 +352,13 @@ def facts(c: Case) -> list[str]:
     if c.srtt_us:
         ev.append(texts.EV_RTT_MS.format(ms=c.srtt_us / 1000) if c.srtt_us >= 1000
                   else texts.EV_RTT_US.format(us=c.srtt_us))
-    if c.pid:
+    if c.pid and c.owner_source == OWNER_FROM_PROCFS:
+        ev.append(texts.EV_OWNER_PROCFS.format(proc=proc(c.pid, c.comm)))
+    elif c.pid:
         ev.append(texts.EV_OWNER.format(proc=proc(c.pid, c.comm), source=c.owner_source))
+    elif c.owner_candidates:
+        ev.append(texts.EV_OWNER_UNRESOLVED.format(comm=c.comm or "?", root=c.owner_candidates[0],
+                                                   n=len(c.owner_candidates)))
     return ev
 
 
@@ -355,11 +372,13 @@ def infer_reason(inc: Incident) -> str:
 def explain_case(c: Case) -> Explanation:
     c = reasons.resolve(c)
     j = judge(c)
-    peer = None
+    peer: Optional[dict[str, object]] = None
     if c.peer is not None:
         p = c.peer
-        peer = {"event": p.type.value, "pid": p.pid, "comm": p.comm, "reason": p.reason,
+        peer = {"event": p.type.value, "pid": p.pid or None, "comm": p.comm, "reason": p.reason,
                 "laddr": p.laddr, "lport": p.lport, "netns": p.netns}
+        if p.owner_candidates:
+            peer["owner_candidates"] = list(p.owner_candidates)
     thread = c.thread if c.thread and c.thread != c.comm else None
     return Explanation(
         ts=iso(c.wall_ns), event=c.event.value, pid=c.pid or None, comm=c.comm or None, thread=thread,
@@ -370,7 +389,7 @@ def explain_case(c: Case) -> Explanation:
         verdict=j.verdict, who=j.who, confidence=j.confidence, explanation=j.text,
         evidence=tuple(j.evidence + facts(c)), fix=tuple(j.fix), netns=c.netns,
         inferred=j.inferred, peer=peer, ts_ns=c.ts_ns, accepted=c.flag("accepted") or c.state == "LISTEN",
-        service=c.service, role=c.role,
+        service=c.service, role=c.role, owner_candidates=c.owner_candidates,
     )
 
 

@@ -257,6 +257,13 @@ EV_ERRNO = "the application sees {errno}"
 EV_RTT_MS = "smoothed RTT {ms:.1f} ms"
 EV_RTT_US = "smoothed RTT {us} µs"
 EV_OWNER = "owner {proc} (from its {source})"
+EV_OWNER_PROCFS = "owner {proc} (found holding the socket in /proc)"
+# An accepted socket whose holder could not be resolved (tracer/explain/owners.py): no pid is guessed.
+OWNER_CANDIDATES = "{comm} pid {root} or one of its child processes ({children})"
+OWNER_CANDIDATE_ALONE = "{comm} pid {root} or a process it handed the connection to"
+EV_OWNER_UNRESOLVED = ("the holder is not known: the connection was accepted on a listener of {comm} pid {root}, "
+                       "no close by its holder was seen, and none of the listener owner's {n} processes held the "
+                       "socket when looked up")
 EV_READ_TIMEOUT = "{me} closed {gap} after its last data: likely its read timeout"
 EV_LOCAL_IDLE_CLOSE = ("{me} closed after {gap} without traffic: its own idle (keep-alive) timeout; clients must "
                        "keep their pool idle time below it")

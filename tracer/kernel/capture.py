@@ -70,8 +70,8 @@ class Capture:
         if self.program is None:
             self.build()
         assert self.program is not None
-        owners = procfs.socket_owners(self.options.pids or None, limit=self.options.max_inodes)
-        listening = procfs.listening_owners(owners)
+        owners, listening = procfs.startup_owners(self.options.pids, self.options.children,
+                                                  limit=self.options.max_inodes)
         self._raw_sink = raw_sink
         self._loader = loader_mod.Loader(self.program)
         self._loader.load(pids=self.options.pids, ports=self.options.ports, netns=self.options.netns,
@@ -126,6 +126,18 @@ class Capture:
                         socks_insert=s[at["SOCKS_INSERT"]], socks_delete=s[at["SOCKS_DELETE"]],
                         rst_received=s[at["RST_RECEIVED"]], rst_sent_by_reason=sent, aborts_by_errno=aborts,
                         states=states, summarized=s[at["SUMMARIZED"]], storm_full=s[at["STORM_FULL"]])
+
+    def refresh_children(self) -> set[int]:
+        """--children: the traced processes' descendants now, also handed to the kernel filter
+        (a new worker's own connect()s are traced from here on; what it accepts always is)."""
+        if not self.options.children:
+            return set()
+        assert self._loader is not None
+        found: set[int] = set()
+        for pid in self.options.pids:
+            found.update(procfs.process_tree(pid)[1:])
+        self._loader.set_filter_pids(self.options.pids | found)
+        return found
 
     def storm(self) -> list[Any]:
         """Storm buckets since the last call, as tracer.explain.storm.StormCount."""

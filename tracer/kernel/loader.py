@@ -23,6 +23,7 @@ STAT = abi.load().prefixed("TTE_STAT_")
 # struct tte_storm_key's members, as the storm buckets are handed on (tracer/explain/storm.py)
 STORM_KEY_FIELDS = abi.load().structs["tte_storm_key"].names
 LISTENER_NETNS_SHIFT = abi.load().defines["TTE_LISTENER_NETNS_SHIFT"]
+LISTENER_TRACED = abi.load().defines["TTE_LISTENER_TRACED"]
 
 
 def import_bcc() -> Any:
@@ -53,7 +54,7 @@ class Loader:
     # -- lifecycle ---------------------------------------------------------------------
     def load(self, pids: Iterable[int] = (), ports: Iterable[int] = (), netns: Iterable[int] = (),
              comms: Iterable[str] = (), inode_owners: Optional[Mapping[int, tuple[int, str]]] = None,
-             listeners: Optional[Mapping[tuple[int, int], tuple[int, str]]] = None) -> None:
+             listeners: Optional[Mapping[tuple[int, int], tuple[int, str, bool]]] = None) -> None:
         if os.geteuid() != 0 and not has_bpf_caps():
             raise NotPrivileged()
         bcc = import_bcc()
@@ -85,6 +86,21 @@ class Loader:
         if listeners:
             self._fill_listeners(listeners)
 
+    def set_filter_pids(self, pids: Iterable[int]) -> int:
+        """Make filter_pids exactly `pids` (as far as it has room); returns how many did not fit."""
+        t = self._bpf[b"filter_pids"]
+        want = set(pids)
+        have = {k.value for k in t.keys()}
+        for pid in have - want:
+            del t[t.Key(pid)]
+        left = 0
+        for pid in sorted(want - have):
+            try:
+                t[t.Key(pid)] = ctypes.c_uint8(1)
+            except Exception:  # noqa: BLE001 - BCC raises bare Exception when the map is full
+                left += 1
+        return left
+
     def _fill_set(self, name: str, ctype: Any, values: Iterable[int]) -> None:
         t = self._bpf[name.encode()]
         for v in values:
@@ -100,11 +116,13 @@ class Loader:
             leaf.comm = comm.encode()[:15]
             t[t.Key(ino)] = leaf
 
-    def _fill_listeners(self, listeners: Mapping[tuple[int, int], tuple[int, str]]) -> None:
+    def _fill_listeners(self, listeners: Mapping[tuple[int, int], tuple[int, str, bool]]) -> None:
+        """(netns, port) -> (owner, name, traced): see tracer/kernel/procfs.startup_owners."""
         t = self._bpf[b"listeners"]
-        for (netns, port), (pid, comm) in listeners.items():
+        for (netns, port), (pid, comm, traced) in listeners.items():
             leaf = t.Leaf()
             leaf.pid = pid
+            leaf.flags = LISTENER_TRACED if traced else 0
             leaf.comm = comm.encode()[:15]
             leaf.thread = comm.encode()[:15]
             t[t.Key((netns << LISTENER_NETNS_SHIFT) | port)] = leaf

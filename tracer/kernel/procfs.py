@@ -1,9 +1,15 @@
-"""Owners of existing sockets, read from /proc, for connections opened before the tracer.
+"""Owners of sockets, read from /proc: at start-up for connections opened before the tracer,
+and at run time for accepted sockets whose holder the kernel side has not seen yet.
 
 The kernel side learns a socket's owner when the owner connects, listens or closes. A pooled
 connection opened an hour before `tcptrace-explain` started has no such moment in view, so at
 start-up we map socket inodes (/proc/<pid>/fd/N -> socket:[ino]) to their process and preload
 that into the kernel (inode_owners), where the --pid filter and the records can use it.
+
+Pre-forked servers listen in one process and accept in others: an accepted socket's holder is
+looked up lazily (ProcfsOwners), only in the listener owner's process tree and only for the
+inodes of records that need it. Reading another user's /proc/<pid>/fd needs root,
+CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE.
 """
 
 from __future__ import annotations
@@ -39,35 +45,138 @@ def process_comm(pid: int, proc: str = "/proc") -> Optional[str]:
         return None
 
 
+def parent(pid: int, proc: str = "/proc") -> Optional[int]:
+    """The parent process id (field 4 of /proc/<pid>/stat; the name before it may hold spaces)."""
+    try:
+        with open(os.path.join(proc, str(pid), "stat"), encoding="utf-8", errors="replace") as fh:
+            rest = fh.read().rsplit(")", 1)[1].split()
+        return int(rest[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid: int, proc: str = "/proc") -> list[int]:
+    """Direct child processes, from /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN), or
+    by scanning every process's parent where that file is missing."""
+    out: list[int] = []
+    task_dir = os.path.join(proc, str(pid), "task")
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return out
+    found = False
+    for tid in tids:
+        try:
+            with open(os.path.join(task_dir, tid, "children"), encoding="ascii") as fh:
+                out.extend(int(x) for x in fh.read().split())
+            found = True
+        except (OSError, ValueError):
+            continue
+    if not found:
+        out = [p for p in _pids(proc) if parent(p, proc) == pid]
+    return out
+
+
+def process_tree(root: int, proc: str = "/proc", limit: int = 4096) -> list[int]:
+    """root and its descendants, root first, breadth first; at most `limit` processes."""
+    out: list[int] = []
+    queue, seen = [root], {root}
+    while queue and len(out) < limit:
+        pid = queue.pop(0)
+        out.append(pid)
+        for c in children(pid, proc):
+            if c not in seen:
+                seen.add(c)
+                queue.append(c)
+    return out
+
+
+def ancestors(pid: int, proc: str = "/proc", limit: int = 16) -> list[int]:
+    """The parent chain of pid, nearest first, stopping before pid 1 (init)."""
+    out: list[int] = []
+    p = parent(pid, proc)
+    while p and p > 1 and len(out) < limit:
+        out.append(p)
+        p = parent(p, proc)
+    return out
+
+
+def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
+    """Inodes of the sockets a process holds (empty if it is gone or unreadable)."""
+    fd_dir = os.path.join(proc, str(pid), "fd")
+    out: set[int] = set()
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            m = _SOCKET_RE.match(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            continue
+        if m:
+            out.add(int(m.group(1)))
+    return out
+
+
+class ProcfsOwners:
+    """The lazy holder lookup the owner resolver (tracer/explain/owners.py) uses at run time."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self.proc = proc
+        self.walks = 0            # process fd tables read, for doctor and benchmarks
+
+    def tree(self, root: int) -> list[int]:
+        return process_tree(root, self.proc)
+
+    def holders(self, pids: Iterable[int], inodes: set[int]) -> dict[int, tuple[int, str]]:
+        """inode -> (pid, name) of the first process in `pids` holding it; stops once all are found."""
+        found: dict[int, tuple[int, str]] = {}
+        for pid in pids:
+            if len(found) == len(inodes):
+                break
+            self.walks += 1
+            held = socket_inodes(pid, self.proc) & inodes
+            if held:
+                name = process_comm(pid, self.proc) or ""
+                for ino in held:
+                    found.setdefault(ino, (pid, name))
+        return found
+
+    def parent(self, pid: int) -> Optional[int]:
+        return parent(pid, self.proc)
+
+
 def _pids(proc: str) -> Iterable[int]:
     for name in os.listdir(proc):
         if name.isdigit():
             yield int(name)
 
 
+def socket_holders(pids: Optional[Iterable[int]] = None, proc: str = "/proc",
+                   limit: int = 65536) -> dict[int, list[tuple[int, str]]]:
+    """socket inode -> every (tgid, process name) holding it, in scan order. A listener of a
+    pre-forked server is held by the master and each worker; processes that vanish mid-scan are
+    skipped; at most `limit` inodes."""
+    holders: dict[int, list[tuple[int, str]]] = {}
+    for pid in (pids if pids is not None else _pids(proc)):
+        inodes = socket_inodes(pid, proc)
+        if not inodes:
+            continue
+        comm = process_comm(pid, proc) or ""
+        for ino in inodes:
+            if ino in holders:
+                holders[ino].append((pid, comm))
+            elif len(holders) < limit:
+                holders[ino] = [(pid, comm)]
+    return holders
+
+
 def socket_owners(pids: Optional[Iterable[int]] = None, proc: str = "/proc",
                   limit: int = 65536) -> dict[int, tuple[int, str]]:
     """socket inode -> (tgid, process name). A socket shared by several processes (fork,
     fd passing) keeps the first owner found; processes that vanish mid-scan are skipped."""
-    owners: dict[int, tuple[int, str]] = {}
-    for pid in (pids if pids is not None else _pids(proc)):
-        fd_dir = os.path.join(proc, str(pid), "fd")
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        comm = process_comm(pid, proc) or ""
-        for fd in fds:
-            try:
-                target = os.readlink(os.path.join(fd_dir, fd))
-            except OSError:
-                continue
-            m = _SOCKET_RE.match(target)
-            if m:
-                owners.setdefault(int(m.group(1)), (pid, comm))
-                if len(owners) >= limit:
-                    return owners
-    return owners
+    return {ino: hs[0] for ino, hs in socket_holders(pids, proc, limit).items()}
 
 
 _NETNS_RE = re.compile(r"^net:\[(\d+)\]$")
@@ -91,14 +200,26 @@ def parse_listening(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def listening_owners(owners: dict[int, tuple[int, str]], proc: str = "/proc") -> dict[tuple[int, int], tuple[int, str]]:
-    """(netns inode, port) -> owner of each listening socket among `owners` (inode -> owner).
+def root_holder(holders: list[tuple[int, str]], proc: str = "/proc") -> tuple[int, str]:
+    """Of the processes sharing a socket, the one whose parent does not share it: the master of
+    a pre-forked server (its workers inherited the listener). Lowest pid on a tie."""
+    pids = {p for p, _ in holders}
+    tops = [h for h in holders if parent(h[0], proc) not in pids]
+    return min(tops or holders)
+
+
+def listening_owners(holders: dict[int, list[tuple[int, str]]], proc: str = "/proc"
+                     ) -> dict[tuple[int, int], tuple[tuple[int, str], frozenset[int]]]:
+    """(netns inode, port) -> (owner, every pid holding it) of each listening socket among
+    `holders` (inode -> holders, from socket_holders).
 
     A server that listened before the tracer started never shows its listen(); its accepted
-    connections inherit this owner in the kernel instead."""
-    out: dict[tuple[int, int], tuple[int, str]] = {}
+    connections inherit this owner in the kernel instead. The owner is the root of the
+    processes sharing the listener (the master, not a worker): which process holds an accepted
+    socket is resolved later (tracer/explain/owners.py), never guessed from the listener."""
+    out: dict[tuple[int, int], tuple[tuple[int, str], frozenset[int]]] = {}
     seen_ns: set[int] = set()
-    for pid in sorted({p for p, _ in owners.values()}):
+    for pid in sorted({p for hs in holders.values() for p, _ in hs}):
         ns = _netns_of(pid, proc)
         if ns is None or ns in seen_ns:
             continue
@@ -110,6 +231,35 @@ def listening_owners(owners: dict[int, tuple[int, str]], proc: str = "/proc") ->
             except OSError:
                 continue
             for port, ino in rows:
-                if ino in owners:
-                    out.setdefault((ns, port), owners[ino])
+                if ino in holders and (ns, port) not in out:
+                    out[(ns, port)] = (root_holder(holders[ino], proc), frozenset(p for p, _ in holders[ino]))
     return out
+
+
+def startup_owners(pids: frozenset[int] = frozenset(), children: bool = False, limit: int = 65536,
+                   proc: str = "/proc") -> tuple[dict[int, tuple[int, str]],
+                                                dict[tuple[int, int], tuple[int, str, bool]]]:
+    """What the kernel side is preloaded with at start-up: socket inode -> owner, for
+    connections opened before the tracer, and (netns, port) -> (owner, name, traced) for
+    listeners, whose accepted connections inherit that owner until their holder is seen.
+
+    With --pid, only those processes are read, plus their ancestors (the master that shares a
+    worker's listener: it, not the worker, is the listener's owner) and, with --children, their
+    descendants. `traced`: a --pid process holds the listener, so the kernel keeps its accepted
+    connections and lets their holder decide (tracer/explain/owners.py)."""
+    scan: Optional[list[int]] = None
+    wanted: set[int] = set(pids)
+    if pids:
+        family: set[int] = set(pids)
+        for pid in pids:
+            family.update(ancestors(pid, proc))
+            if children:
+                tree = process_tree(pid, proc)
+                family.update(tree)
+                wanted.update(tree)
+        scan = sorted(family)
+    holders = socket_holders(scan, proc, limit)
+    owners = {ino: hs[0] for ino, hs in holders.items()}
+    listeners = {key: (root[0], root[1], not pids or bool(held & wanted))
+                 for key, (root, held) in listening_owners(holders, proc).items()}
+    return owners, listeners

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Mapping
 
 from dataclasses import dataclass
 
@@ -22,6 +23,27 @@ class Counters:
     states: dict[tuple[str, str], int]
     summarized: int = 0
     storm_full: int = 0
+
+    def without(self, dropped: Mapping[tuple[str, str], int]) -> "Counters":
+        """These counters with the records user space filtered out moved to `filtered`: the
+        kernel counted them before their holder was known (tracer/explain/owners.drop_key)."""
+        if not dropped:
+            return self
+        sent = dict(self.rst_sent_by_reason)
+        aborts = dict(self.aborts_by_errno)
+        received = self.rst_received
+        dropped = dict(dropped)  # a copy: the exporter reads while the event loop counts
+        for (kind, name), n in dropped.items():
+            if kind == "sent":
+                sent[name] = sent.get(name, 0) - n
+            elif kind == "received":
+                received -= n
+            else:
+                aborts[int(name)] = aborts.get(int(name), 0) - n
+        return dataclasses.replace(
+            self, filtered=self.filtered + sum(dropped.values()), rst_received=received,
+            rst_sent_by_reason={k: v for k, v in sent.items() if v},
+            aborts_by_errno={k: v for k, v in aborts.items() if v})
 
     @classmethod
     def replayed(cls, records: int, end: dict[str, Any]) -> "Counters":

@@ -15,6 +15,9 @@ COMM_LEN = 16
 @dataclass(frozen=True)
 class Options:
     pids: frozenset[int] = frozenset()
+    # With pids: also their descendants (a pre-forked server's workers), found at start-up and
+    # refreshed every second; the holder of an accepted socket is checked when it is learnt.
+    children: bool = False
     comms: frozenset[str] = frozenset()
     ports: frozenset[int] = frozenset()
     netns: frozenset[int] = frozenset()
@@ -41,6 +44,8 @@ class Options:
         for pid in self.pids:
             if pid <= 0:
                 raise ValueError(f"pid {pid} must be positive")
+        if self.children and not self.pids:
+            raise ValueError("--children needs --pid: the processes whose children to trace")
         for c in self.comms:
             if not c or len(c.encode()) >= COMM_LEN:
                 raise ValueError(f"process name {c!r} must be 1-15 bytes (the kernel's comm)")

@@ -53,6 +53,9 @@ class RecordType(str, Enum):
     RESET_RECEIVED = "reset_received"
     ABORT = "abort"
     STATE = "state"
+    # The holder of an accepted socket, learnt when it closed the socket (see bpf/tte.h):
+    # not an event, an update to the owner of the records already sent for that socket.
+    OWNER = "owner"
 
 
 # enum tte_record_type: TTE_REC_RESET_SENT -> RecordType.RESET_SENT (test_abi: every one maps).
@@ -61,6 +64,9 @@ RAW_BY_TYPE = {t: v for v, t in TYPE_BY_RAW.items()}
 
 # enum tte_owner_source: TTE_OWNER_LISTENER -> "listener"
 OWNER_SOURCES = {v: k.lower() for k, v in _ABI.enum("tte_owner_source", "TTE_OWNER_").items()}
+# Owner sources set in user space (tracer/explain/owners.py), never by the kernel side.
+OWNER_FROM_PROCFS = "procfs"        # found holding the socket in /proc/<pid>/fd
+OWNER_INHERITED = "listener"        # inherited from the listener: the holder is not known yet
 
 # TTE_F_* bits: TTE_F_PEER_FIN -> "peer_fin"
 FLAG_BITS = {k.lower(): v for k, v in _ABI.prefixed("TTE_F_").items()}
@@ -179,6 +185,9 @@ class Record:
     seg_ack: int = 0
     seg_tsval: int = 0
     seg_tsecr: int = 0
+    # When the holder of an accepted socket could not be resolved: the listener's owner first,
+    # then its child processes; pid is 0 then (the tool never guesses which one).
+    owner_candidates: tuple[int, ...] = ()
 
     def flag(self, name: str) -> bool:
         return bool(self.flags_raw & FLAG_BITS[name])
@@ -225,6 +234,18 @@ class Record:
     def age_s(self) -> Optional[float]:
         start = self.estab_ns or self.birth_ns
         return None if start is None or start > self.ts_ns else (self.ts_ns - start) / 1e9
+
+    @property
+    def ident(self) -> tuple[str, int, int, int]:
+        """This record among its host's: (type, time, netns, socket address). Records are
+        replaced by copies on their way (an accepted socket's holder, once learnt), so joins
+        across stages use this, not object identity."""
+        return (self.type.value, self.ts_ns, self.netns, self.skaddr)
+
+    @property
+    def sock_key(self) -> tuple[int, int, int]:
+        """(netns, socket address, birth): one socket's identity (addresses are reused)."""
+        return (self.netns, self.skaddr, self.birth_ns or 0)
 
     @property
     def tuple4(self) -> tuple[int, str, int, str, int]:

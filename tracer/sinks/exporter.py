@@ -24,6 +24,7 @@ from tracer.explain.rules import Explanation
 from tracer.explain.summary import service_endpoint
 
 if TYPE_CHECKING:
+    from tracer.explain.pipeline import Pipeline
     from tracer.kernel.capture import Capture
     from tracer.kernel.loader import ActiveCloses
 
@@ -115,8 +116,9 @@ class KernelCollector:
     """prometheus_client custom collector: everything is read when Prometheus scrapes."""
 
     def __init__(self, capture: "Capture", totals: Totals, tw: TimeWaitWindow, attached: int,
-                 build: tuple[str, str, str]) -> None:
+                 pipeline: "Pipeline", build: tuple[str, str, str]) -> None:
         self.capture = capture
+        self.pipeline = pipeline  # uncounts what --pid dropped once a holder was known
         self.build = build  # (tool version, bcc version, kernel release)
         self.totals = totals
         self.tw = tw
@@ -142,7 +144,7 @@ class KernelCollector:
 
     def _collect(self) -> Iterator[Metric]:
         start = time.monotonic()
-        c = self.capture.counters()
+        c = self.pipeline.counters(self.capture.counters())
         info = GaugeMetricFamily(f"{PREFIX}_build_info", "Build and platform of the exporter (always 1).",
                                  labels=["version", "bcc", "kernel"])
         info.add_metric(list(self.build), 1)
