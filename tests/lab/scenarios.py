@@ -294,6 +294,72 @@ def act_socket_destroy(topo: Topology, spawn: Spawn) -> dict:
     return {"client": _errors(cl), "server": _errors(sv), "ss_rc": ss.returncode}
 
 
+# The server's first SYN-ACK of each connection is dropped on its way out; the kernel sends it
+# again after its initial retransmission timeout (TCP_TIMEOUT_INIT, 1 s): a server whose answer
+# comes 1 s late, as on a lossy path or a congested host. (This kernel has no netem qdisc.)
+SLOW_SYNACK = """
+table inet tte_slow_synack {
+    set answered { type ipv4_addr . inet_service; flags timeout; timeout 60s; }
+    set answered6 { type ipv6_addr . inet_service; flags timeout; timeout 60s; }
+    chain out {
+        type filter hook output priority 0; policy accept;
+        tcp flags & (syn | ack) == (syn | ack) ip daddr . tcp dport @answered accept
+        tcp flags & (syn | ack) == (syn | ack) ip6 daddr . tcp dport @answered6 accept
+        tcp flags & (syn | ack) == (syn | ack) add @answered { ip daddr . tcp dport } drop
+        tcp flags & (syn | ack) == (syn | ack) add @answered6 { ip6 daddr . tcp dport } drop
+    }
+}
+"""
+CONNECT_TIMEOUT_S = 0.3
+
+
+class SynWire:
+    """SYN and SYN-ACK segments on a host's interface (dumpcap), read back with tshark: the
+    wire's account of when a connection attempt started and when its answer came."""
+
+    def __init__(self, topo: Topology, host: Host) -> None:
+        fd, self.file = tempfile.mkstemp(prefix="tte-syn-", suffix=".pcap")
+        os.close(fd)
+        os.chmod(self.file, 0o666)
+        self.p = topo.popen(host, ["dumpcap", "-q", "-i", host.ifname, "-f", "tcp[tcpflags] & tcp-syn != 0",
+                                   "-w", self.file], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = self.p.stderr.readline() if self.p.stderr else ""
+            if "Capturing on" in line or not line:
+                break
+
+    def segments(self) -> list[tuple[float, bool]]:
+        """(time, is SYN-ACK) of each segment, after stopping the capture."""
+        time.sleep(0.2)
+        self.p.terminate()
+        self.p.wait(timeout=10)
+        out = subprocess.run(["tshark", "-r", self.file, "-T", "fields", "-e", "frame.time_epoch",
+                              "-e", "tcp.flags.ack"], capture_output=True, text=True, timeout=60).stdout
+        os.unlink(self.file)
+        rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+        return [(float(t), ack in ("1", "True")) for t, ack in rows]
+
+
+def act_connect_abandoned(topo: Topology, spawn: Spawn) -> dict:
+    """A client with a 300 ms connect timeout against a server whose SYN-ACK comes after 1 s:
+    the client closes in SYN_SENT, and its kernel answers the late SYN-ACK with a reset."""
+    sv = spawn(topo, topo.server, "tte-server", "listen port=8080;accept timeout=5")
+    sv.next("listen")
+    topo.nft(topo.server, SLOW_SYNACK)
+    wire = SynWire(topo, topo.client)
+    cl = spawn(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080 "
+                                                f"timeout={CONNECT_TIMEOUT_S};close;sleep s=1.5")
+    cl.finish()
+    segs = wire.segments()
+    sv.p.kill()
+    sv.p.wait(timeout=5)
+    syn = next(t for t, ack in segs if not ack)
+    synack = next(t for t, ack in segs if ack)
+    return {"client": _errors(cl), "client_pid": cl.pid, "connect_timeout_s": CONNECT_TIMEOUT_S,
+            "wire_answer_s": round(synack - syn, 3)}
+
+
 C, S = "client", "server"
 SENT, RECV, ABORT = "reset_sent", "reset_received", "abort"
 
@@ -350,6 +416,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("listener_close", "listener closed with a connection not yet accepted", _pair, act_listener_close,
              expects=(Expect(S, SENT, Verdict.LISTENER_CLOSED, Who.LOCAL, comm="tte-server"),
                       Expect(C, RECV, Verdict.PEER_ABORT, Who.PEER, comm="tte-client", errno="ECONNRESET"))),
+    Scenario("connect_abandoned", "connect timeout shorter than the server's answer", _pair,
+             act_connect_abandoned,
+             truth="client connect timeout 300 ms; the server's SYN-ACK comes after its 1 s retransmission",
+             expects=(Expect(C, SENT, Verdict.CONNECT_ABANDONED, Who.LOCAL, comm="tte-client",
+                             inferred=("connect_timeout_s", CONNECT_TIMEOUT_S)),)),
     Scenario("socket_destroy", "ss -K kills a live connection", _pair, act_socket_destroy,
              expects=(Expect(C, SENT, Verdict.SOCKET_DESTROYED, Who.LOCAL, comm="tte-client", errno="ECONNABORTED"),
                       Expect(S, RECV, Verdict.PEER_ABORT, Who.PEER, comm="tte-server", errno="ECONNRESET"))),

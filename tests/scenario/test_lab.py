@@ -30,6 +30,7 @@ GROUND_TRUTH = {
     "nft_reject": lambda t: t["client"] == ["recv:ECONNRESET"],
     "abort_on_data": lambda t: "send_once:EPIPE" in t["server"],
     "listener_close": lambda t: t["client"] == ["recv:ECONNRESET"],
+    "connect_abandoned": lambda t: t["client"] == ["connect:TIMEOUT"] and t["wire_answer_s"] > t["connect_timeout_s"],
     "socket_destroy": lambda t: t["ss_rc"] == 0 and t["client"] == ["recv:ECONNABORTED"]
     and t["server"] == ["recv:ECONNRESET"],
 }

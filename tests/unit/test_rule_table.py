@@ -41,6 +41,8 @@ def case(event: RecordType, **kw) -> Case:
 # One case per rule, named by the rule's text key: the case that rule, and no earlier one, decides.
 RULE_CASES: dict[str, Case] = {
     "port_closed": case(SENT, kernel_reason="NO_SOCKET", syn=True),
+    "connect_abandoned": case(SENT, kernel_reason="NO_SOCKET", flags=frozenset({"from_closed", "connected"}),
+                              synack=True, never_established=True, since_birth_ns=S, since_close_ns=S * 7 // 10),
     "data_after_destroy": case(SENT, kernel_reason="NO_SOCKET", flags=frozenset({"from_closed"}),
                                since_destroy_ns=3 * S),
     "unknown_connection": case(SENT, kernel_reason="NO_SOCKET", flags=frozenset({"from_closed"}),
@@ -176,7 +178,7 @@ def test_reasons_without_meaning_are_inferred():
 
 def test_every_template_field_is_one_the_rules_fill():
     fields = {"me", "there", "here", "raddr", "lport", "rport", "reason", "retrans", "unread", "errno", "idle",
-              "since_fin", "since_close", "since_destroy", "gap_fin", "killer", "peer", "peer_sentence"}
+              "since_fin", "since_close", "since_destroy", "waited", "answered", "gap_fin", "killer", "peer", "peer_sentence"}
     for key, t in texts.TEXTS.items():
         for s in (t.why, *t.fix):
             used = {f for _, f, _, _ in string.Formatter().parse(s) if f}

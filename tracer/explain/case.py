@@ -40,6 +40,7 @@ class Case:
     raddr: str = ""
     rport: int = 0
     syn: bool = False                     # the reset answered a connection attempt (SYN)
+    synack: bool = False                  # the reset answered a server's answer to one (SYN-ACK)
     unread_bytes: int = 0
     ino: int = 0
     retrans: int = 0
@@ -54,6 +55,7 @@ class Case:
     since_fin_ns: Optional[int] = None    # the peer's FIN, before the event
     since_close_ns: Optional[int] = None  # this side's close, before the event
     since_destroy_ns: Optional[int] = None  # the socket's destruction, before the event
+    since_birth_ns: Optional[int] = None  # the connect/listen/accept that made the socket, before the event
     gap_before_fin_ns: Optional[int] = None    # the peer's FIN minus the last data before it
     gap_before_close_ns: Optional[int] = None  # our close minus our last data before it
     self_received: bool = False           # this host ran tcp_reset() on its own socket first
@@ -123,7 +125,7 @@ def from_incident(inc: Incident) -> Case:
         pid=r.pid, comm=r.comm, thread=r.thread, owner_source=r.owner_source,
         cur_pid=r.cur_pid, cur_comm=r.cur_comm, family=r.family, netns=r.netns,
         laddr=r.laddr, lport=r.lport, raddr=r.raddr, rport=r.rport,
-        syn=r.segment_was_syn, unread_bytes=r.unread_bytes, ino=r.ino, retrans=r.retrans,
+        syn=r.segment_was_syn, synack=r.segment_was_synack, unread_bytes=r.unread_bytes, ino=r.ino, retrans=r.retrans,
         srtt_us=r.srtt_us, never_established=never, ts_ns=r.ts_ns, wall_ns=r.wall_ns,
         idle_s=r.idle_s, age_s=r.age_s,
         trigger=(r.last_send_ns is not None and r.idle_ns is not None
@@ -131,6 +133,7 @@ def from_incident(inc: Incident) -> Case:
         since_fin_ns=r.ts_ns - r.fin_ns if r.fin_ns else None,
         since_close_ns=r.ts_ns - r.close_ns if r.close_ns else None,
         since_destroy_ns=r.ts_ns - r.destroy_ns if r.destroy_ns else None,
+        since_birth_ns=r.ts_ns - r.birth_ns if r.birth_ns and r.birth_ns <= r.ts_ns else None,
         gap_before_fin_ns=gap_fin, gap_before_close_ns=gap_close,
         self_received=inc.self_received is not None, peer=inc.peer, peer_local=inc.peer_local,
         owner_candidates=r.owner_candidates,

@@ -140,6 +140,11 @@ class Words(dict[str, str]):
             return secs(c.idle_s)
         if key in ("since_fin", "since_close", "since_destroy"):
             return dur(getattr(c, key + "_ns"))
+        if key == "waited":
+            return dur(None if c.since_birth_ns is None or c.since_close_ns is None
+                       else c.since_birth_ns - c.since_close_ns)
+        if key == "answered":
+            return dur(c.since_birth_ns)
         if key == "gap_fin":
             return dur(c.gap_before_fin_ns)
         if key == "killer":
@@ -168,6 +173,23 @@ def _crossed(c: Case) -> bool:
         return False
     return p.reason in ("TCP_TIMEWAIT_SOCKET", "TCP_ABORT_ON_DATA") or (p.reason == "NO_SOCKET"
                                                                         and p.flag("from_closed"))
+
+
+def _abandoned(c: Case) -> bool:
+    """A server's late answer to a connection this host opened and closed before it was
+    established (the kernel side keeps its history when close() meets SYN_SENT)."""
+    return (c.synack and c.flag("from_closed") and c.flag("connected") and c.never_established is True
+            and c.since_close_ns is not None and c.since_birth_ns is not None
+            and c.since_close_ns <= c.since_birth_ns and c.since_close_ns <= CLOSED_JOIN_MAX_NS)
+
+
+def _abandoned_parts(c: Case, j: Judgement) -> None:
+    assert c.since_birth_ns is not None and c.since_close_ns is not None
+    waited = c.since_birth_ns - c.since_close_ns
+    j.inferred["connect_timeout_s"] = round(waited / 1e9, 3)
+    j.inferred["server_answer_s"] = round(c.since_birth_ns / 1e9, 3)
+    words = Words(c)
+    j.evidence += [texts.EV_CONNECT_WAITED.format_map(words), texts.EV_ANSWER_CAME.format_map(words)]
 
 
 def _close_gap(c: Case, j: Judgement) -> None:
@@ -234,6 +256,8 @@ RULES: tuple[Rule, ...] = (
     # -- resets this host sent, by reason (kernel-tcp-resets.md §2.2) ----------------------
     Rule(SENT, Verdict.PORT_CLOSED, Who.LOCAL, HIGH, "port_closed",
          reasons=("NO_SOCKET",), when=lambda c: c.syn),
+    Rule(SENT, Verdict.CONNECT_ABANDONED, Who.LOCAL, HIGH, "connect_abandoned",
+         reasons=("NO_SOCKET",), when=lambda c: _abandoned(c), more=lambda c, j: _abandoned_parts(c, j)),
     Rule(SENT, Verdict.DATA_AFTER_CLOSE, Who.LOCAL, HIGH, "data_after_destroy",
          reasons=("NO_SOCKET",), when=lambda c: c.flag("from_closed") and c.since_destroy_ns is not None
          and c.since_destroy_ns <= CLOSED_JOIN_MAX_NS),

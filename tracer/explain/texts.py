@@ -6,7 +6,8 @@ Templates use str.format fields filled from the case (tracer/explain/rules.py `W
   {raddr} {lport} {rport}, {reason} the reset reason, {errno} the errno with its text,
   {idle} the idle time, {unread} unread bytes, {retrans} retransmissions,
   {since_fin} {since_close} {since_destroy} how long before the event the peer's FIN, this
-  side's close, the socket's destruction were, {gap_fin} the gap between the last data and the
+  side's close, the socket's destruction were, {waited} how long an abandoned connect waited
+  before it was closed, {answered} how long after the connect began the late answer came, {gap_fin} the gap between the last data and the
   peer's FIN, {killer} the task that destroyed a socket, {peer} what the other end on this host
   did (a sentence), {peer_sentence} the same with a leading space, or nothing.
 Reviewing the words means reading this file; changing them means regenerating the goldens
@@ -40,6 +41,15 @@ TEXTS: dict[str, Text] = {
         "sees 'connection refused').",
         ("start the service on port {lport}, or point the client at the port it listens on",
          "if the service restarts, make clients retry connects with backoff")),
+    "connect_abandoned": Text(
+        "{me} gave up on its connection attempt to {there} after {waited} and closed the socket; the server's "
+        "answer (SYN-ACK) came {answered} after the attempt began, {since_close} too late, and this host's kernel, "
+        "which no longer knew the connection, answered it with a reset. The client's connect timeout is shorter "
+        "than the server's answer time.",
+        ("raise the client's connect timeout above the server's answer time (over {answered} here), or retry the "
+         "connect with backoff",
+         "find why {there} answers connection attempts slowly: a full SYN or accept backlog (nstat "
+         "ListenOverflows/ListenDrops there), lost SYNs or SYN-ACKs retransmitted after 1 s, an overloaded host")),
     "data_after_destroy": Text(
         "{there} kept sending {since_destroy} after {me} had closed and the kernel had forgotten the "
         "connection; the segment got a reset.",
@@ -257,6 +267,8 @@ EV_ERRNO = "the application sees {errno}"
 EV_RTT_MS = "smoothed RTT {ms:.1f} ms"
 EV_RTT_US = "smoothed RTT {us} µs"
 EV_OWNER = "owner {proc} (from its {source})"
+EV_CONNECT_WAITED = "the connect waited {waited} before {me} closed it"
+EV_ANSWER_CAME = "the server's answer (SYN-ACK) came {answered} after the connect began"
 EV_OWNER_PROCFS = "owner {proc} (found holding the socket in /proc)"
 # An accepted socket whose holder could not be resolved (tracer/explain/owners.py): no pid is guessed.
 OWNER_CANDIDATES = "{comm} pid {root} or one of its child processes ({children})"

@@ -202,6 +202,11 @@ class Record:
         return bool(self.seg_flags & 0x02) and not self.seg_flags & 0x10
 
     @property
+    def segment_was_synack(self) -> bool:
+        """The reset answered a SYN-ACK: a server's answer to a connection attempt."""
+        return self.seg_flags & 0x12 == 0x12
+
+    @property
     def family_name(self) -> str:
         return {AF_INET: "ipv4", AF_INET6: "ipv6"}.get(self.family, f"af{self.family}")
 

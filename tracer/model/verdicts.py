@@ -32,6 +32,7 @@ class Verdict(str, Enum):
     FIN_WAIT2_TIMEOUT = "fin_wait2_timeout"        # an orphan's FIN_WAIT2 timer expired
     HOST_UNREACHABLE = "host_unreachable"          # ICMP unreachable during connect
     MPTCP_RESET = "mptcp_reset"                    # an MPTCP subflow reset (RFC 8684 codes)
+    CONNECT_ABANDONED = "connect_abandoned"        # this host gave up on connect(); the late SYN-ACK met no socket
     UNKNOWN = "unknown"
 
 
