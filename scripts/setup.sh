@@ -19,8 +19,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 runtime_pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv python3-pip linux-headers-amd64 iproute2)
-# Components the scenario tests drive for real (lab routers, captures, servers, a real Prometheus).
-test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps)
+# Components the scenario tests drive for real (lab routers, captures, servers, a real Prometheus,
+# PostgreSQL as a server that forks a backend per accepted connection, curl as short-lived clients).
+test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl)
 
 want=("${runtime_pkgs[@]}")
 [ "$runtime_only" -eq 1 ] || want+=("${test_pkgs[@]}")
@@ -34,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # tshark asks whether non-root users may capture; the answer does not matter for root.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-    # Debian starts nginx and prometheus on install (without systemd, through their init
+    # Debian starts nginx, prometheus and postgresql on install (without systemd, through their init
     # scripts); the tests start their own instances, so forbid service starts while installing.
     guard=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -46,7 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
-    for svc in nginx prometheus; do
+    for svc in nginx prometheus postgresql; do
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     done
 fi

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Any, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -73,3 +74,41 @@ def spawn_peer(topo, host, name: str, script: str) -> PeerProc:
 
 
 
+
+
+class Tracer:
+    """tcptrace-explain (the CLI, as a user runs it) in the background; stopped with SIGTERM."""
+
+    def __init__(self, tmp_path: Any, *args: str, env: Optional[dict[str, str]] = None) -> None:
+        self.ready = str(tmp_path / f"ready-{time.monotonic_ns()}")
+        self.p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "--ready-file", self.ready, *args],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env)
+
+    def wait_ready(self, deadline: float) -> None:
+        while not os.path.exists(self.ready):
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                self.p.kill()
+                raise AssertionError(f"tracer did not get ready: {self.p.communicate()}")
+            time.sleep(0.1)
+
+    def stop_text(self) -> tuple[str, str]:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        out, err = self.p.communicate(timeout=60)
+        assert self.p.returncode == 0, err
+        return out, err
+
+    def stop(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """--json: (events, the summary line) once it has drained and exited."""
+        out, err = self.stop_text()
+        summary = [json.loads(line) for line in err.splitlines() if line.startswith('{"summary"')]
+        return [json.loads(line) for line in out.splitlines()], summary[-1]
+
+
+def start_all(tracers: list[Tracer], timeout: float = 180.0) -> list[Tracer]:
+    """Wait until every tracer is attached (their compiles run side by side)."""
+    deadline = time.monotonic() + timeout
+    for t in tracers:
+        t.wait_ready(deadline)
+    return tracers
