@@ -12,6 +12,7 @@ from typing import Optional
 
 from tracer.kernel import host as kernel
 from tracer.kernel import loader
+from tracer.kernel.loader import CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE
 from tracer.kernel import program
 from tracer.kernel.btf import Btf, BtfError
 from tracer.model.errors import TteError
@@ -53,8 +54,23 @@ def _headers() -> Check:
     return Check("kernel headers", False, f"{d} is missing", "sudo scripts/setup.sh")
 
 
+def _owner_lookup() -> Check:
+    """Accepted sockets of pre-forked servers: holders come from their close (kernel side) and,
+    for a holder that keeps the socket, from /proc/<pid>/fd, which needs one of these."""
+    how = "holder's close, else /proc"
+    if os.geteuid() == 0:
+        return Check("owners of accepted sockets", True, f"{how} (root)", required=False)
+    if loader.has_caps(CAP_DAC_READ_SEARCH) or loader.has_caps(CAP_SYS_PTRACE):
+        return Check("owners of accepted sockets", True, f"{how} (CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE)",
+                     required=False)
+    return Check("owners of accepted sockets", False,
+                 "only from the holder's close: /proc/<pid>/fd of other users is unreadable, so a worker "
+                 "that keeps a reset socket open is shown with its candidates, not its pid",
+                 "grant CAP_DAC_READ_SEARCH (or CAP_SYS_PTRACE), or run as root", required=False)
+
+
 def run_checks() -> tuple[list[Check], Optional[Features]]:
-    checks = [_privileges(), _bcc(), _headers()]
+    checks = [_privileges(), _bcc(), _headers(), _owner_lookup()]
     features = None
     try:
         tracefs = find_tracefs()

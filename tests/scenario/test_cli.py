@@ -189,6 +189,7 @@ def test_doctor_reports_ready_here():
     assert r.returncode == 0, r.stdout
     assert "ready to trace" in r.stdout and "tcp:tcp_send_reset" in r.stdout
     assert "the socket's own timestamps" in r.stdout
+    assert "owners of accepted sockets: holder's close, else /proc (root)" in r.stdout
 
 
 def test_version_lists_bcc_kernel_and_features():

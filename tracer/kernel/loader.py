@@ -212,14 +212,25 @@ def _release_compiler_heap() -> None:
         pass
 
 
-def has_bpf_caps() -> bool:
-    """CAP_BPF (39) and CAP_PERFMON (38) in the effective set."""
+CAP_DAC_READ_SEARCH = 2   # include/uapi/linux/capability.h
+CAP_SYS_PTRACE = 19
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+
+def has_caps(*caps: int) -> bool:
+    """Every one of these capabilities is in the effective set."""
     try:
         with open("/proc/self/status", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("CapEff:"):
                     eff = int(line.split()[1], 16)
-                    return bool(eff & (1 << 39)) and bool(eff & (1 << 38))
+                    return all(eff & (1 << c) for c in caps)
     except OSError:
         pass
     return False
+
+
+def has_bpf_caps() -> bool:
+    """CAP_BPF and CAP_PERFMON in the effective set."""
+    return has_caps(CAP_BPF, CAP_PERFMON)
