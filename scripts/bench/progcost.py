@@ -82,7 +82,9 @@ class Tracer:
 
 def load(churn: str, mode: str, seconds: float, pid: int | None) -> dict:
     before = prog_stats(pid) if pid else {}
+    cpu0 = bench.proc_cpu_s(pid) if pid else 0.0
     res = bench.run_load(churn, mode, seconds)
+    cpu = 100 * (bench.proc_cpu_s(pid) - cpu0) / res["seconds"] if pid else 0.0
     after = prog_stats(pid) if pid else {}
     ops = res["ops"]
     progs = {}
@@ -91,7 +93,7 @@ def load(churn: str, mode: str, seconds: float, pid: int | None) -> dict:
         runs = n1 - n0
         progs[name] = {"runs_per_op": runs / ops if ops else 0.0, "ns_per_run": (ns1 - ns0) / runs if runs else 0.0,
                        "ns_per_op": (ns1 - ns0) / ops if ops else 0.0}
-    return {"ops_per_s": res["ops_per_s"], "progs": progs}
+    return {"ops_per_s": res["ops_per_s"], "progs": progs, "cpu_pct": cpu}
 
 
 def round_of(checkout: str | None, churn: str, modes: list[str], seconds: float, tmp: str) -> dict:
@@ -133,6 +135,7 @@ def main() -> int:
         print(f"\n## {mode}: untraced {base:,.0f} ops/s (median of {args.rounds})")
         print("| checkout | ops/s vs untraced | program | runs/op | ns/run | ns/op |")
         print("|---|---|---|---|---|---|")
+        cpu = {c: statistics.median(x["cpu_pct"] for x in by[c]) for c in ("other", "this")}
         for c in ("other", "this"):
             ratio = statistics.median(x["ops_per_s"] for x in by[c]) / base
             names = sorted({n for x in by[c] for n in x["progs"]})
@@ -143,7 +146,7 @@ def main() -> int:
                       f"| {statistics.median(v['runs_per_op'] for v in vals):.2f} "
                       f"| {statistics.median(v['ns_per_run'] for v in vals):,.0f} "
                       f"| {statistics.median(v['ns_per_op'] for v in vals):,.0f} |")
-            print(f"| {c} | {ratio:.2f}x | **all programs** | | | **{total:,.0f}** |")
+            print(f"| {c} | {ratio:.2f}x | **all programs** (tracer process CPU {cpu[c]:.0f} %) | | | **{total:,.0f}** |")
     return 0
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -172,3 +174,57 @@ def test_a_connect_abandoned_before_the_late_syn_ack(capture):
     wire = res.truth["wire_answer_s"]
     assert abs(e.inferred["server_answer_s"] - wire) <= 0.1 * wire
     assert any("the connect waited" in x for x in e.evidence)
+
+
+FORKED_HOLDER = """
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8080))
+s.listen(8)
+print(os.getpid(), flush=True)
+child = os.fork()
+if child == 0:
+    c, _ = s.accept()
+    print(os.getpid(), flush=True)
+    time.sleep(3)          # keeps the reset socket open: its close comes too late to wait for
+    c.close()
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_holder_that_keeps_a_reset_socket_is_found_in_proc(capture):
+    """A server listens, forks, and the child accepts; the client resets the connection and the
+    child keeps the dead socket 3 s. The live pipeline finds the child in /proc (only in the
+    listener owner's tree) within the hold-back time, long before its close."""
+    from tracer.live import owner_resolver
+    from tracer.explain.pipeline import Pipeline
+    from tracer.model.options import Options
+
+    with Topology.pair() as topo:
+        srv = topo.popen(topo.server, [sys.executable, "-c", FORKED_HOLDER, topo.server.v4],
+                         stdout=subprocess.PIPE, text=True)
+        parent = int(srv.stdout.readline())
+        since = time.monotonic_ns()
+        (c,) = connect_many(topo, 8080, 1)
+        child = int(srv.stdout.readline())
+        truth = holders(topo, topo.server, 8080)
+        client_end = c.getsockname()
+        linger0_close(c)
+        reset_at = time.monotonic()
+        ino = topo.netns_inode(topo.server)
+        pipe = Pipeline(owners=owner_resolver(Options()))
+        fed, got = 0, []
+        while not got and time.monotonic() - reset_at < 2.0:
+            recs = [r for r in capture.snapshot() if r.netns == ino and r.ts_ns >= since]
+            pipe.feed(recs[fed:])
+            fed = len(recs)
+            got = [e for e in pipe.release(time.monotonic_ns()) if e.event == "reset_received"]
+            time.sleep(0.02)
+        found_after = time.monotonic() - reset_at
+        srv.wait(timeout=10)
+    assert truth == {client_end: {child}} and child != parent
+    (e,) = got
+    assert e.pid == child and "(found holding the socket in /proc)" in " ".join(e.evidence)
+    assert found_after < 1.0 and pipe.owners.resolved["procfs"] >= 1

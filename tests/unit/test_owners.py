@@ -114,6 +114,15 @@ def test_a_late_owner_record_within_the_grace_still_resolves():
     assert inc.primary.pid == W2
 
 
+def test_proc_walks_are_batched_and_rate_limited_per_listener_owner():
+    proc = FakeProc({})
+    c = Correlator(owners=OwnerResolver(lookup=proc))
+    c.feed([accepted(0x1000 + i, 40000 + i, ts=T + i * 20_000_000) for i in range(10)])
+    for step in range(0, 200_000_000, 10_000_000):     # a release every 10 ms for 200 ms
+        c.release(T + HOLD_NS + step)
+    assert 2 <= len(proc.walked) <= 3                   # not one walk per record or per release
+
+
 def test_replay_without_owner_records_leaves_the_holder_unresolved():
     c = Correlator()
     c.feed([accepted(0x1000, 40000)])
