@@ -24,6 +24,7 @@ import click
 from tracer import __version__
 from tracer.model.errors import TteError
 from tracer.model.options import Options
+from tracer.model.safe import printable
 
 EXAMPLES = """
 \b
@@ -266,9 +267,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except click.exceptions.Abort:
         return 130
     except TteError as exc:
-        click.echo(f"tcptrace-explain: error: {exc.message}", err=True)
+        click.echo(f"tcptrace-explain: error: {printable(exc.message)}", err=True)
         if exc.remedy:
-            click.echo(f"  fix: {exc.remedy}", err=True)
+            click.echo(f"  fix: {printable(exc.remedy)}", err=True)
         if debug:
             traceback.print_exc()
         return exc.exit_code

@@ -55,7 +55,7 @@ class StormCount:
 
     def describe(self) -> str:
         who = f"{printable(self.comm)} (pid {self.pid})" if self.pid else "unknown process"
-        what = self.reason or self.errno or self.state or ""
+        what = printable(self.reason or self.errno or self.state or "")
         return f"{self.count} x {self.type.value} {what}  {who} <-> {endpoint(self.raddr, self.port)}"
 
     def to_json(self) -> dict[str, Any]:

@@ -70,15 +70,15 @@ class ConsoleSink:
             t.append(f"  on {printable(e.host)}", style="bold")
         t.append("\n")
         t.append(f"  {endpoint(e.laddr, e.lport)} -> {endpoint(e.raddr, e.rport)}")
-        t.append(f"  {e.state or 'no socket'}")
+        t.append(f"  {printable(e.state or 'no socket')}")
         if e.idle_s is not None:
             t.append(f"  idle {e.idle_s:.1f} s", style="bold")
         if e.age_s is not None:
             t.append(f"  age {e.age_s:.1f} s")
         if e.errno:
-            t.append(f"  {e.errno}", style="bold red")
+            t.append(f"  {printable(e.errno)}", style="bold red")
         if e.reason:
-            t.append(f"  reason {e.reason}", style="dim")
+            t.append(f"  reason {printable(e.reason)}", style="dim")
         t.append("\n  ")
         t.append(f" {e.verdict.value} ", style="reverse " + WHO_STYLE[e.who])
         t.append(f"  reset by {e.who.value}, {e.confidence.value} confidence\n")

@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from tracer.explain.rules import Explanation
 from tracer.explain.summary import service_endpoint
+from tracer.model.safe import label_value
 
 if TYPE_CHECKING:
     from tracer.explain.pipeline import Pipeline
@@ -37,13 +38,16 @@ OTHER = "other"
 
 
 class StickyLabels:
-    """The first `limit` distinct values keep their own label; the rest become 'other'."""
+    """The first `limit` distinct values keep their own label; the rest become 'other'. Every
+    process-name and endpoint label value passes here, so control characters are replaced here
+    (tracer.model.safe.label_value)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.known: set[str] = set()
 
     def __call__(self, value: str) -> str:
+        value = label_value(value)
         if value in self.known:
             return value
         if len(self.known) < self.limit:
