@@ -1,11 +1,16 @@
 /* churn: a loopback TCP load generator for the tcptrace-explain benchmark.
  *
- *   churn --mode fin|rst|rr [--threads N] [--duration S] [--rate R] [--port P] [--max N]
+ *   churn --mode fin|rst|rr|cfin|sfin|abort [--threads N] [--duration S] [--rate R] [--port P] [--max N]
  *
- *   fin  connection churn, clean close: connect, send 1 byte, read 1 byte, client closes first
- *   rst  connection churn, every connection reset: as fin, but the client closes with
- *        SO_LINGER {1, 0}, so each close sends an RST (TCP_STATE)
- *   rr   request/response: each thread keeps one connection and exchanges 64-byte messages
+ *   fin   connection churn, clean close: connect, send 1 byte, read 1 byte, client closes first
+ *   rst   connection churn, every connection reset: as fin, but the client closes with
+ *         SO_LINGER {1, 0}, so each close sends an RST (TCP_STATE)
+ *   rr    request/response: each thread keeps one connection and exchanges 64-byte messages
+ *   Pure connect/close, no payload (a health checker, a port scanner, a load balancer's checks):
+ *   cfin  the client closes first (FIN), the server closes on end of file: TIME_WAIT on the client
+ *   sfin  the server closes first (FIN) right after accept, the client on end of file: TIME_WAIT
+ *         on the server
+ *   abort the client closes with SO_LINGER {1, 0} right after connect: one RST, no TIME_WAIT
  *
  * --rate R paces the whole run at R operations per second (0: saturated). --max stops after N
  * operations. The server runs in the same process (one thread per client thread). Prints one
@@ -25,7 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { FIN, RST, RR };
+enum mode { FIN, RST, RR, CFIN, SFIN, ABORT };
+static const char *const mode_names[] = {"fin", "rst", "rr", "cfin", "sfin", "abort"};
 static enum mode g_mode = FIN;
 static int g_threads = 2, g_port = 0;
 static double g_duration = 5.0, g_rate = 0;
@@ -84,6 +90,11 @@ static void *server_thread(void *arg)
             while (full_read(c, buf, sizeof buf) == 0)
                 if (write(c, buf, sizeof buf) != sizeof buf)
                     break;
+        } else if (g_mode == SFIN) {
+            /* close first: nothing to read */
+        } else if (g_mode == CFIN || g_mode == ABORT) {
+            while (read(c, buf, sizeof buf) > 0)
+                ; /* until the client's FIN (or RST) */
         } else {
             if (read(c, buf, 1) == 1 && write(c, buf, 1) == 1) {
                 /* wait for the client's FIN (or RST), then close */
@@ -144,9 +155,14 @@ static void *client_thread(void *arg)
             close(s);
             continue;
         }
-        if (write(s, buf, 1) == 1)
-            (void)read(s, buf, 1);
-        if (g_mode == RST) {
+        if (g_mode == FIN || g_mode == RST) {
+            if (write(s, buf, 1) == 1)
+                (void)read(s, buf, 1);
+        } else if (g_mode == SFIN) {
+            while (read(s, buf, sizeof buf) > 0)
+                ; /* until the server's FIN */
+        }
+        if (g_mode == RST || g_mode == ABORT) {
             struct linger l = {1, 0};
             setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
         }
@@ -160,8 +176,17 @@ static void *client_thread(void *arg)
 int main(int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--mode"))
-            g_mode = !strcmp(argv[i + 1], "rst") ? RST : !strcmp(argv[i + 1], "rr") ? RR : FIN;
+        if (!strcmp(argv[i], "--mode")) {
+            int m = -1;
+            for (int k = 0; k < (int)(sizeof mode_names / sizeof *mode_names); k++)
+                if (!strcmp(argv[i + 1], mode_names[k]))
+                    m = k;
+            if (m < 0) {
+                fprintf(stderr, "churn: unknown mode %s\n", argv[i + 1]);
+                return 2;
+            }
+            g_mode = (enum mode)m;
+        }
         else if (!strcmp(argv[i], "--threads"))
             g_threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--duration"))
@@ -173,7 +198,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--max"))
             g_max = atol(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: churn --mode fin|rst|rr [--threads N] [--duration S] [--rate R] "
+            fprintf(stderr, "usage: churn --mode fin|rst|rr|cfin|sfin|abort [--threads N] [--duration S] [--rate R] "
                             "[--port P] [--max N]\n");
             return 2;
         }
@@ -214,6 +239,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < g_threads; i++)
         pthread_join(srv[i], NULL);
     printf("{\"mode\":\"%s\",\"ops\":%ld,\"seconds\":%.3f,\"ops_per_s\":%.1f}\n",
-           g_mode == FIN ? "fin" : g_mode == RST ? "rst" : "rr", ops, elapsed, ops / elapsed);
+           mode_names[g_mode], ops, elapsed, ops / elapsed);
     return 0;
 }

@@ -3,14 +3,26 @@
 
     sudo .venv/bin/python scripts/bench/run.py                 # full run, writes docs/benchmarks.md
     sudo .venv/bin/python scripts/bench/run.py --quick         # 1 round of 2 s, nothing written
+    sudo .venv/bin/python scripts/bench/run.py --baseline DIR  # also DIR's tracer (e.g. `git archive` of main)
 
 Loads (scripts/bench/churn.c, built here with gcc) run on loopback inside a dedicated network
 namespace, so the kernel's counters there belong to the benchmark alone:
-  fin   saturated connection churn, clean FIN closes
-  rr    saturated 64-byte request/response on persistent connections (per-I/O cost shows here)
-  rst   saturated churn where every connection is reset (a reset storm)
-Tracers are started before each run (compile time excluded) and stopped after it; runs are
-interleaved A/B/A/B over rounds so machine drift cancels; medians are reported.
+  cfin   pure connect/close, no payload, the client closes first (TIME_WAIT on the client)
+  sfin   pure connect/close, no payload, the server closes first (TIME_WAIT on the server)
+  abort  pure connect/close, no payload, the client closes with SO_LINGER 0 (one RST each)
+  fin    saturated connection churn with a 1-byte request/response, clean FIN closes
+  rr     saturated 64-byte request/response on persistent connections (per-I/O cost shows here)
+  rst    churn where every connection is reset after a 1-byte exchange (a reset storm)
+Configurations: no tracer; the floor (scripts/bench/floor.py: a per-CPU counter on the same
+tracepoints, the least any tracer there can cost); tcptrace-explain in --json and exporter
+mode; with --baseline, another checkout's tracer in --json mode; bcc's tcplife and tcpstates.
+Each is started once per round (compile time excluded) and every load runs under it; the order
+of configurations rotates over rounds so machine drift cancels; medians are reported.
+
+Throughput moves with whatever else runs on the machine; the kernel's own account of the time
+each BPF program ran does not: kernel.bpf_stats_enabled is switched on for the run (and
+restored after), and run_time_ns / run_cnt of every program the tracer's process holds are read
+from its fds (names from bpftool) before and after each load: BPF ns per operation, per program.
 Also measured: records lost per tool, tracer CPU and RSS, reset-to-explanation latency at
 1,000 resets/s, and RSS after 1,000,000 connections with the kernel maps' fill.
 """
@@ -32,9 +44,20 @@ import time
 import urllib.request
 from datetime import datetime
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NS = "tte-bench"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+NS = f"tte-bench-{os.getpid()}"
+PY = os.path.join(ROOT, ".venv", "bin", "python")
 TTE = [os.path.join(ROOT, ".venv", "bin", "tcptrace-explain")]
+STATS = "/proc/sys/kernel/bpf_stats_enabled"
+MODES = {
+    "cfin": "Pure connect/close, the client closes first (FIN)",
+    "sfin": "Pure connect/close, the server closes first (FIN)",
+    "abort": "Pure connect/close, abortive close (SO_LINGER 0: one RST per connection)",
+    "fin": "Connection churn with a 1-byte request/response, FIN closes",
+    "rr": "Saturated 64-byte request/response on persistent connections",
+    "rst": "Reset storm: every connection reset after a 1-byte exchange (SO_LINGER 0)",
+}
 
 
 def sh(*cmd, **kw) -> subprocess.CompletedProcess:
@@ -72,12 +95,37 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
+_prog_names: dict[int, str] = {}
+
+
+def prog_stats(pid: int) -> dict[str, tuple[int, int]]:
+    """program name -> (run_time_ns, run_cnt) of the BPF programs process `pid` holds."""
+    out: dict[str, tuple[int, int]] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if "bpf-prog" not in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                info = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        pid_ = int(info["prog_id"])
+        if pid_ not in _prog_names:
+            show = json.loads(sh("bpftool", "prog", "show", "id", str(pid_), "-j").stdout)
+            _prog_names[pid_] = show["name"]
+        name = _prog_names[pid_]
+        ns0, n0 = out.get(name, (0, 0))
+        out[name] = (ns0 + int(info.get("run_time_ns", 0)), n0 + int(info.get("run_cnt", 0)))
+    return out
+
+
 class Tracer:
     """One traced configuration: start (excluded from timing), stop, read its loss."""
 
-    def __init__(self, name: str, tmp: str) -> None:
+    def __init__(self, name: str, tmp: str, baseline: str | None = None) -> None:
         self.name = name
         self.tmp = tmp
+        self.baseline = baseline
         self.p = None
         self.out = os.path.join(tmp, f"{name}.out")
         self.err = os.path.join(tmp, f"{name}.err")
@@ -90,42 +138,66 @@ class Tracer:
         if os.path.exists(ready):
             os.unlink(ready)
         out, err = open(self.out, "w"), open(self.err, "w")
-        if self.name == "tte-json":
+        cwd = None
+        if self.name in ("tte-json", "baseline-json"):
             cmd = TTE + ["--json", "--ready-file", ready]
+            if self.name == "baseline-json":
+                # the baseline checkout's own package: its directory comes first on sys.path
+                cmd, cwd = [PY, "-m", "tracer.cli", "--json", "--ready-file", ready], self.baseline
             out.close()
             out = open(os.devnull, "w")
         elif self.name == "tte-exporter":
             cmd = TTE + ["exporter", "--listen", "127.0.0.1:0", "--ready-file", ready]
+        elif self.name == "floor":
+            cmd = [PY, os.path.join(HERE, "floor.py"), "--ready-file", ready]
         else:
             cmd = [shutil.which(f"{self.name}-bpfcc")]
-        self.p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        deadline = time.monotonic() + 60
+        self.p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=cwd)
+        deadline = time.monotonic() + 120
         while True:
-            if self.name.startswith("tte") and os.path.exists(ready) and open(ready).read().strip():
+            if self.own_ready() and os.path.exists(ready) and open(ready).read().strip():
                 if self.name == "tte-exporter":
                     self.port = int(open(ready).read())
                 break
-            if not self.name.startswith("tte") and os.path.getsize(self.out) > 0:
+            if not self.own_ready() and os.path.getsize(self.out) > 0:
                 break  # bcc tools print their header once attached
             if self.p.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not start: {open(self.err).read()[-2000:]}")
             time.sleep(0.05)
-        self.cpu0 = proc_cpu_s(self.p.pid)
+
+    def own_ready(self) -> bool:
+        return self.name not in ("tcplife", "tcpstates")
+
+    def snapshot(self) -> dict:
+        """What one load is measured against: CPU, BPF program stats, exporter counts, output lines."""
+        if self.p is None:
+            return {}
+        snap: dict = {"cpu": proc_cpu_s(self.p.pid), "progs": prog_stats(self.p.pid)}
+        if self.name == "tte-exporter":
+            snap.update(self.exporter_counts())
+        elif not self.own_ready():
+            with open(self.out) as fh:
+                snap["lines"] = sum(1 for _ in fh)
+        return snap
+
+    def exporter_counts(self) -> dict:
+        text = self.metrics()
+        return {
+            "lost": int(float(re.search(r"^tcptrace_records_lost_total (\S+)", text, re.M).group(1))),
+            "records": int(float(re.search(r"^tcptrace_records_total (\S+)", text, re.M).group(1))),
+            "sent": int(sum(float(m) for m in re.findall(
+                r'^tcptrace_resets_total\{direction="sent"[^}]*\} (\S+)', text, re.M))),
+        }
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
             return r.read().decode()
 
-    def stop(self, seconds: float) -> dict:
+    def stop(self) -> dict:
+        """Stop; what only the end tells: RSS, and for --json the records lost over the session."""
         if self.p is None:
             return {}
-        res = {"cpu_pct": 100 * (proc_cpu_s(self.p.pid) - self.cpu0) / seconds, "rss_mb": proc_rss_mb(self.p.pid)}
-        if self.name == "tte-exporter":
-            text = self.metrics()
-            res["lost"] = int(float(re.search(r"^tcptrace_records_lost_total (\S+)", text, re.M).group(1)))
-            res["records"] = int(float(re.search(r"^tcptrace_records_total (\S+)", text, re.M).group(1)))
-            res["sent"] = int(sum(float(m) for m in re.findall(
-                r'^tcptrace_resets_total\{direction="sent"[^}]*\} (\S+)', text, re.M)))
+        res = {"rss_mb": proc_rss_mb(self.p.pid)}
         self.p.send_signal(signal.SIGINT)
         try:
             self.p.wait(timeout=120)
@@ -133,17 +205,37 @@ class Tracer:
             self.p.kill()
             self.p.wait()
         err = open(self.err).read()
-        if self.name == "tte-json":
+        if self.name in ("tte-json", "baseline-json"):
             summary = json.loads([line for line in err.splitlines() if line.startswith("{")][-1])
             res["lost"], res["records"] = summary["lost"], summary["records"]
             res["tables"] = summary.get("tables")
-        elif not self.name.startswith("tte"):
-            out = open(self.out).read()
-            printed = max(0, len(out.splitlines()) - 1)
-            lost = sum(int(n) for n in re.findall(r"[Pp]ossibly lost (\d+) samples", out + err))
-            res["records"], res["lost"] = printed + lost, lost
+        elif not self.own_ready():
+            res["lost"] = sum(int(n) for n in re.findall(r"[Pp]ossibly lost (\d+) samples", open(self.out).read() + err))
         self.p = None
         return res
+
+
+def measured(t: Tracer, before: dict, after: dict, load: dict) -> dict:
+    """One load under tracer T: throughput, tracer CPU, BPF ns per operation per program, counts."""
+    info: dict = {"ops_per_s": load["ops_per_s"]}
+    if not before:
+        return info
+    ops = max(1, load["ops"])
+    info["cpu_pct"] = 100 * (after["cpu"] - before["cpu"]) / load["seconds"]
+    progs = {}
+    for name, (ns1, n1) in after["progs"].items():
+        ns0, n0 = before["progs"].get(name, (0, 0))
+        if n1 - n0:
+            progs[name] = {"runs_per_op": (n1 - n0) / ops, "ns_per_run": (ns1 - ns0) / (n1 - n0),
+                           "ns_per_op": (ns1 - ns0) / ops}
+    info["progs"] = progs
+    info["bpf_ns_per_op"] = sum(p["ns_per_op"] for p in progs.values())
+    for k in ("lost", "records", "sent"):
+        if k in after:
+            info[k] = after[k] - before[k]
+    if "lines" in after:
+        info["records"] = after["lines"] - before["lines"]
+    return info
 
 
 def run_load(churn: str, mode: str, seconds: float, rate: float = 0, max_ops: int = 0) -> dict:
@@ -155,22 +247,34 @@ def run_load(churn: str, mode: str, seconds: float, rate: float = 0, max_ops: in
     return json.loads(sh(*cmd, timeout=seconds + 600).stdout)
 
 
-def ab(churn: str, mode: str, configs: list[str], rounds: int, seconds: float, tmp: str) -> dict:
-    results: dict[str, list[dict]] = {c: [] for c in configs}
+def rounds_of(churn: str, modes: list[str], configs: list[str], rounds: int, seconds: float, tmp: str,
+              baseline: str | None) -> tuple[dict, dict]:
+    """Every load under every configuration, one start per configuration per round, order rotated."""
+    results: dict[str, dict[str, list[dict]]] = {m: {c: [] for c in configs} for m in modes}
+    sessions: dict[str, list[dict]] = {c: [] for c in configs}
     for r in range(rounds):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for c in order:
-            t = Tracer(c, tmp)
+            t = Tracer(c, tmp, baseline)
             t.start()
-            rsts0 = nstat("TcpOutRsts")
-            load = run_load(churn, mode, seconds)
-            time.sleep(0.3)
-            info = t.stop(load["seconds"])
-            info["out_rsts"] = nstat("TcpOutRsts") - rsts0
-            info["ops_per_s"] = load["ops_per_s"]
-            results[c].append(info)
-            print(f"  {mode} round {r + 1} {c:<13} {load['ops_per_s']:>10.0f}/s  {json.dumps(info)}", flush=True)
-    return results
+            try:
+                for mode in modes:
+                    # a fresh namespace per load: TIME_WAIT sockets left by the previous load would
+                    # change the next one's port search (and overflow tcp_max_tw_buckets)
+                    netns_up()
+                    rsts0 = nstat("TcpOutRsts")
+                    before = t.snapshot()
+                    load = run_load(churn, mode, seconds)
+                    time.sleep(0.3)
+                    info = measured(t, before, t.snapshot(), load)
+                    info["out_rsts"] = nstat("TcpOutRsts") - rsts0
+                    results[mode][c].append(info)
+                    brief = {k: (round(v) if isinstance(v, float) else v) for k, v in info.items() if k != "progs"}
+                    print(f"  round {r + 1} {mode:<5} {c:<13} {load['ops_per_s']:>10.0f}/s  {json.dumps(brief)}",
+                          flush=True)
+            finally:
+                sessions[c].append(t.stop())
+    return results, sessions
 
 
 def latency(churn: str, tmp: str, rate: int = 1000, seconds: float = 10) -> dict:
@@ -206,7 +310,7 @@ def million(churn: str, tmp: str, n: int) -> dict:
     t = Tracer("tte-json", tmp)
     t.start()
     load = run_load(churn, "fin", 600, max_ops=n)
-    info = t.stop(load["seconds"])
+    info = t.stop()
     info["connections"] = load["ops"]
     return info
 
@@ -216,44 +320,88 @@ def med(rows: list[dict], key: str) -> float:
     return statistics.median(vals) if vals else float("nan")
 
 
-def report(all_results: dict, lat: dict, mil: dict, cmd: str, rounds: int, seconds: float) -> str:
+def lost_text(rows: list[dict]) -> str:
+    lost = sum(r.get("lost", 0) for r in rows)
+    recs = sum(r.get("records", 0) for r in rows)
+    return f"{lost} of {recs} ({100 * lost / recs:.1f} %)" if recs else str(lost)
+
+
+def short(prog: str) -> str:
+    return prog.replace("tracepoint__", "").replace("raw_tracepoint__", "raw:")
+
+
+def report(results: dict, sessions: dict, lat: dict, mil: dict, cmd: str, rounds: int, seconds: float) -> str:
+    configs = [c for c in next(iter(results.values()))]
+    traced = [c for c in configs if c != "none"]
     lines = [
         "# Benchmarks",
         "",
         f"Measured on this project's machine ({os.cpu_count()} cores, kernel {os.uname().release}), "
-        f"{datetime.now().strftime('%Y-%m-%d')}. Reproduce with:",
+        f"{datetime.now().strftime('%Y-%m-%d')}, while other work ran on it (throughput is noisy; BPF "
+        "run time is not). Reproduce with:",
         "",
         f"    {cmd}",
         "",
         f"Loopback inside a dedicated network namespace, loads from `scripts/bench/churn.c` with 2 client and "
-        f"2 server threads; {rounds} interleaved rounds of {seconds:.0f} s per configuration, medians. "
-        "`lost` is records (or events) lost over all rounds; CPU is the tracer's own, in % of one core.",
+        f"2 server threads; {rounds} rounds, each configuration started once per round (order rotated) with "
+        f"every load of {seconds:.0f} s under it; medians. `floor` is `scripts/bench/floor.py`: a per-CPU "
+        "counter on the same tracepoints, the least a tracer there can cost. BPF ns per operation is the "
+        "kernel's own account (`kernel.bpf_stats_enabled`, run_time_ns / run_cnt of every program the "
+        "tracer holds), summed over programs and divided by the load's connections (or exchanges).",
         "",
+        "## BPF ns per operation, and against the floor",
+        "",
+        "| tracer | " + " | ".join(results) + " |",
+        "|---|" + "---|" * len(results),
     ]
-    for mode, title in (("fin", "Saturated connection churn, FIN closes"),
-                        ("rr", "Saturated 64-byte request/response on persistent connections"),
-                        ("rst", "Reset storm: every connection reset (SO_LINGER 0)")):
-        res = all_results.get(mode)
-        if not res:
-            continue
+    for c in traced:
+        cells = []
+        for res in results.values():
+            ns = med(res[c], "bpf_ns_per_op")
+            floor = med(res["floor"], "bpf_ns_per_op") if "floor" in res else float("nan")
+            cells.append(f"{ns:,.0f}" + (f" ({ns / floor:.1f}x)" if c != "floor" and floor == floor else ""))
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += ["", "Per-program cost of tcptrace-explain (`tte-json`; ns per run and runs per operation, medians):", "",
+              "| load | program | runs/op | ns/run | ns/op |", "|---|---|---|---|---|"]
+    for mode, res in results.items():
+        for c in [x for x in ("baseline-json", "tte-json") if x in res]:
+            names = sorted({n for row in res[c] for n in row.get("progs", {})})
+            for n in names:
+                vals = [row["progs"][n] for row in res[c] if n in row.get("progs", {})]
+                lines.append(f"| {mode}{' (baseline)' if c == 'baseline-json' else ''} | {short(n)} "
+                             f"| {statistics.median(v['runs_per_op'] for v in vals):.2f} "
+                             f"| {statistics.median(v['ns_per_run'] for v in vals):,.0f} "
+                             f"| {statistics.median(v['ns_per_op'] for v in vals):,.0f} |")
+    lines.append("")
+    for mode, res in results.items():
         base = med(res["none"], "ops_per_s")
-        lines += [f"## {title}", "", "| tracer | ops/s (median) | vs untraced | lost | tracer CPU % | tracer RSS MB |",
+        lines += [f"## {MODES[mode]} ({mode})", "",
+                  "| tracer | ops/s (median) | vs untraced | BPF ns/op | lost | tracer CPU % |",
                   "|---|---|---|---|---|---|"]
         for c, rows in res.items():
             ops = med(rows, "ops_per_s")
-            lost = sum(r.get("lost", 0) for r in rows)
-            recs = sum(r.get("records", 0) for r in rows)
-            lost_s = "-" if c == "none" else f"{lost} of {recs} ({100 * lost / recs:.1f} %)" if recs else str(lost)
-            cpu = "-" if c == "none" else f"{med(rows, 'cpu_pct'):.0f}"
-            rss = "-" if c == "none" else f"{med(rows, 'rss_mb'):.0f}"
-            lines.append(f"| {c} | {ops:,.0f} | {ops / base:.2f}x | {lost_s} | {cpu} | {rss} |")
-        if mode == "rst" and "tte-exporter" in res:
+            if c == "none":
+                lines.append(f"| none | {ops:,.0f} | 1.00x | - | - | - |")
+                continue
+            lost = "(per session, below)" if c in ("tte-json", "baseline-json") else lost_text(rows)
+            if c == "floor":
+                lost = "-"
+            lines.append(f"| {c} | {ops:,.0f} | {ops / base:.2f}x | {med(rows, 'bpf_ns_per_op'):,.0f} | {lost} "
+                         f"| {med(rows, 'cpu_pct'):.0f} |")
+        if "tte-exporter" in res and mode in ("rst", "abort"):
             rows = res["tte-exporter"]
             exact = all(r.get("sent") == r.get("out_rsts") for r in rows)
             lines += ["", "Exporter counts of resets sent against the kernel's `OutRsts` in the namespace, per round: "
                       + ", ".join(f"{r.get('sent')} vs {r.get('out_rsts')}" for r in rows)
                       + (" (exact)." if exact else " (NOT exact).")]
         lines.append("")
+    lines += ["## Per session (every load above under one start)", "",
+              "| tracer | records lost over all loads, all rounds | RSS MB at the end (median) |", "|---|---|---|"]
+    for c in traced:
+        rows = sessions.get(c, [])
+        lost = lost_text(rows) if c in ("tte-json", "baseline-json") else "(per load, above)"
+        lines.append(f"| {c} | {'-' if c == 'floor' else lost} | {med(rows, 'rss_mb'):.0f} |")
+    lines.append("")
     if lat:
         lines += ["## Latency from a reset to its explanation line", "",
                   f"Paced at 1,000 resets/s for 10 s, `--json`: {lat['samples']} explained resets; "
@@ -272,40 +420,61 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--modes", default="fin,rr,rst")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--configs", default="none,floor,tte-json,tte-exporter,tcplife,tcpstates",
+                    help="comma-separated subset (baseline-json is added by --baseline)")
+    ap.add_argument("--baseline", help="another checkout whose tracer runs beside this one (--json)")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s, no latency/1M runs, no report")
+    ap.add_argument("--no-extras", action="store_true", help="no latency/1M runs, no report written")
     ap.add_argument("--million", type=int, default=1_000_000)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
         return 1
     if args.quick:
-        args.rounds, args.seconds = 1, 2
-    configs = ["none", "tte-json", "tte-exporter", "tcplife", "tcpstates"]
-    missing = [c for c in ("tcplife", "tcpstates") if not shutil.which(f"{c}-bpfcc")]
+        args.rounds, args.seconds, args.no_extras = 1, 2, True
+    modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        print(f"bench: unknown modes {unknown}; known: {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    configs = args.configs.split(",")
+    if args.baseline:
+        configs.insert(configs.index("tte-json") if "tte-json" in configs else len(configs), "baseline-json")
+    missing = [c for c in ("tcplife", "tcpstates") if c in configs and not shutil.which(f"{c}-bpfcc")]
     if missing:
         print(f"bench: {missing} not found (apt-get install bpfcc-tools); skipping them", file=sys.stderr)
         configs = [c for c in configs if c not in missing]
+    if not shutil.which("bpftool"):
+        print("bench: bpftool not found (apt-get install bpftool; scripts/setup.sh does)", file=sys.stderr)
+        return 1
     tmp = tempfile.mkdtemp(prefix="tte-bench-")
+    old_stats = open(STATS).read().strip()
     netns_up()
     try:
         churn = build_churn(tmp)
-        results = {}
-        for mode in args.modes.split(","):
-            print(f"== {mode}", flush=True)
-            results[mode] = ab(churn, mode, configs, args.rounds, args.seconds, tmp)
+        with open(STATS, "w") as fh:
+            fh.write("1\n")
+        try:
+            results, sessions = rounds_of(churn, modes, configs, args.rounds, args.seconds, tmp,
+                                          os.path.abspath(args.baseline) if args.baseline else None)
+        finally:
+            with open(STATS, "w") as fh:
+                fh.write(old_stats + "\n")
         lat = mil = {}
-        if not args.quick:
+        if not args.no_extras:
             print("== latency at 1,000 resets/s", flush=True)
             lat = latency(churn, tmp)
             print(f"  {lat}", flush=True)
             print(f"== {args.million:,} connections", flush=True)
             mil = million(churn, tmp, args.million)
             print(f"  {mil}", flush=True)
-        cmd = "sudo .venv/bin/python scripts/bench/run.py" + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
-        text = report(results, lat, mil, cmd, args.rounds, args.seconds)
+        cmd = "sudo .venv/bin/python scripts/bench/run.py" + "".join(
+            f" {flag} {val}" for flag, val, default in (("--rounds", args.rounds, 3), ("--seconds", args.seconds, 5))
+            if val != default) + (" --baseline DIR" if args.baseline else "")
+        text = report(results, sessions, lat, mil, cmd, args.rounds, args.seconds)
         print(text)
-        if not args.quick:
+        if not args.no_extras:
             with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w", encoding="utf-8") as fh:
                 fh.write(text)
     finally:
