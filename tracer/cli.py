@@ -8,7 +8,8 @@
 
 Exit codes: 0 done; 1 internal error; 2 usage; 3 not privileged; 4 BCC missing; 5 kernel
 headers missing; 6 tracefs not mounted; 7 kernel lacks a feature; 8 the BPF program failed to
-load; 9 no such process; 10 bad recording; 11 records lost (with --strict).
+load; 9 no such process; 10 bad recording; 11 records lost (with --strict); 12 an output file
+cannot be created; 13 the recording stopped early (disk full).
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many explained events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout, nothing else.")
 @click.option("--states", is_flag=True, help="Also capture state changes (recorded with --record).")
-@click.option("--record", "record_path", type=click.Path(dir_okay=False, writable=True), help="Record the raw stream for replay.")
-@click.option("--ready-file", type=click.Path(dir_okay=False, writable=True), help="Written once every probe is attached.")
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), help="Record the raw stream for replay (a new file, mode 0600).")
+@click.option("--force", is_flag=True, help="With --record: overwrite an existing recording.")
+@click.option("--append", is_flag=True, help="With --record: add this run to an existing recording.")
+@click.option("--ready-file", type=click.Path(dir_okay=False), help="Created (new, mode 0600) once every probe is attached.")
 @click.option("--ringbuf-pages", type=click.IntRange(min=1), default=256, show_default=True,
               help="Ring buffer size in pages (a power of two); raise it if records are lost.")
 @click.option("--storm-limit", type=click.IntRange(min=10), default=5000, show_default=True,
@@ -149,7 +152,7 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show versions and detected kernel features.")
 @click.pass_context
-def cli(ctx, /, duration, max_events, as_json, states, record_path, ready_file,
+def cli(ctx, /, duration, max_events, as_json, states, record_path, force, append, ready_file,
         ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color, **filters) -> None:
     """Explain every TCP reset and abort on this host as it happens: which process, how long
     the connection had been idle, who reset it, why, and what to change."""
@@ -159,6 +162,7 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, ready_file,
     from tracer.sinks.jsonl import JsonSink
     from tracer.live import RunLimits, run_live
 
+    existing = _existing(record_path, force, append)
     flt = _event_filter(filters)
     options = _kernel_options(flt, states=states, io_hooks=io_hooks, ringbuf_pages=ringbuf_pages,
                               ignore_kernel_reason=ignore_kernel_reason, storm_limit=storm_limit)
@@ -172,7 +176,18 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, ready_file,
     if not as_json:
         sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {flt.describe()}; "
                     "Ctrl-C for the summary")
-    run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt)
+    run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt,
+             record_existing=existing)
+
+
+def _existing(record_path: Optional[str], force: bool, append: bool):
+    from tracer.sinks.outfile import Existing
+
+    if force and append:
+        raise click.UsageError("--force and --append exclude each other")
+    if (force or append) and not record_path:
+        raise click.UsageError("--force and --append apply to --record FILE")
+    return Existing.REPLACE if force else Existing.APPEND if append else Existing.REFUSE
 
 
 @cli.command()
@@ -241,7 +256,7 @@ def doctor() -> None:
 @click.option("--top-processes", type=click.IntRange(min=1), default=20, show_default=True,
               help="Process label values kept; the rest are folded into 'other'.")
 @click.option("--endpoint-labels", is_flag=True, help="Opt in to service endpoint labels (the listening side's address:port; bounded like processes).")
-@click.option("--ready-file", type=click.Path(dir_okay=False, writable=True))
+@click.option("--ready-file", type=click.Path(dir_okay=False))
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
 def exporter(listen, top_processes, endpoint_labels, ready_file, duration, **filters) -> None:
     """Serve Prometheus metrics of resets by reason, verdict and process."""

@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Optional, Union
+from typing import Any, Optional, Union
 
 from tracer.explain import insights
 from tracer.explain.filters import NO_FILTER, EventFilter
@@ -19,10 +19,10 @@ from tracer.kernel import host as kernel_host
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import procfs
-from tracer.sinks import recording
+from tracer.sinks import outfile, recording
 from tracer.kernel.capture import Capture
 from tracer.model.counters import Counters
-from tracer.model.errors import RecordsLost, TteError
+from tracer.model.errors import RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.pipeline import Pipeline, explain_stream
 from tracer.explain.rules import Explanation
@@ -54,6 +54,10 @@ class _Stop:
         self.why = signal.Signals(signum).name
 
 
+# SIGHUP: the terminal closed or the ssh session dropped; end as on Ctrl-C, recording whole.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def owner_resolver(event_filter: EventFilter) -> OwnerResolver:
     """Holders of accepted sockets: from their close, else /proc; --pid decides on the holder."""
     return OwnerResolver(lookup=procfs.ProcfsOwners(), scope=event_filter.scope if event_filter.pids else None)
@@ -67,109 +71,151 @@ def refresh_scope(capture: Capture, pipe: Pipeline) -> None:
 
 
 def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optional[str] = None,
-             ready_file: Optional[str] = None, event_filter: EventFilter = NO_FILTER) -> Summary:
-    capture = Capture(options)
-    capture.build()
-    assert capture.context is not None and capture.features is not None
-    writer = None
-    rec_fh = None
+             ready_file: Optional[str] = None, event_filter: EventFilter = NO_FILTER,
+             record_existing: outfile.Existing = outfile.Existing.REFUSE) -> Summary:
     stop = _Stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    summary = Summary()
-    started = time.monotonic()
-    # Namespace names as events arrive: a container's or a lab's may be gone by the end.
-    ns_names = netns_mod.NameCache()
+    old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    writer: Optional[recording.RecordingWriter] = None
+    capture: Optional[Capture] = None
     try:
-        if record_path:
-            rec_fh = _open_for_writing(record_path, "--record")
-            writer = recording.RecordingWriter(rec_fh, capture.context, meta=_meta(options, capture))
-        capture.start(raw_sink=writer.write if writer else None)
+        # Output files are checked (and the recording created) before anything is compiled.
         if ready_file:
-            with _open_for_writing(ready_file, "--ready-file") as fh:
-                fh.write(f"{os.getpid()}\n")
-        local = localaddrs.peer_check(options, capture.features)
-        pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter))
-        refresh_scope(capture, pipe)
-        since = datetime.now().strftime("%H:%M:%S")
-        last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
-        closes = capture.active_closes()
-        told: dict[tuple[Any, ...], float] = {}
-        alive = set(options.pids)
-
-        def emit(explained: list[Explanation]) -> bool:
-            for e in explained:
-                if not event_filter.match(e):
-                    continue
-                sink.event(e)
-                summary.add(e)
-                if limits.max_events and summary.total >= limits.max_events:
-                    return True
-            return False
-
-        def feed(records: list[Record]) -> None:
-            for r in records:
-                ns_names.name(r.netns)
-            pipe.feed(records)
-
-        while not stop.flag:
-            feed(capture.poll(POLL_MS))
-            if emit(pipe.release(time.monotonic_ns())):
-                break
-            now = time.monotonic()
-            if limits.duration_s and now - started >= limits.duration_s:
-                break
-            if alive and now - last_pidcheck >= 1.0:
-                last_pidcheck = now
-                refresh_scope(capture, pipe)
-                for pid in sorted(alive):
-                    if not procfs.process_exists(pid):
-                        alive.discard(pid)
-                        sink.notice(f"traced process {pid} exited")
-                if not alive:
-                    sink.notice("every traced process has exited; stopping")
-                    break
-            if now - last_storm >= 1.0:
-                last_storm = now
-                _storm(capture, sink, summary, event_filter)
-            if now - last_insight >= INSIGHT_EVERY_S:
-                fresh = capture.active_closes()
-                for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
-                    key = (ins.kind, ins.pid, ins.remote)
-                    if now - told.get(key, -INSIGHT_REPEAT_S) >= INSIGHT_REPEAT_S:
-                        told[key] = now
-                        sink.insight(ins)
-                        summary.add_insight(ins)
-                closes, last_insight = fresh, now
-            if now - last_status >= STATUS_EVERY_S:
-                last_status = now
-                sink.status(since, summary, pipe.counters(capture.counters()))
-        # Records already in the ring buffer still count: drain and explain them.
-        feed(capture.poll(0))
-        emit(pipe.release(None))
-        _storm(capture, sink, summary, event_filter)
-        counters = pipe.counters(capture.counters())
-        if writer is not None:
-            seen = sorted(local.seen) if local else []
-            writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
-                               "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
-                               "ended_ns": time.monotonic_ns()})
-        sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
-        if limits.strict and counters.lost:
-            raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
-        return summary
+            outfile.check(ready_file, "--ready-file")
+        rec_fd = _open_recording(record_path, record_existing) if record_path else -1
+        capture = Capture(options)
+        try:
+            capture.build()
+        except BaseException:
+            if rec_fd >= 0:
+                os.close(rec_fd)
+            raise
+        assert capture.context is not None and capture.features is not None
+        if rec_fd >= 0:
+            writer = recording.RecordingWriter(rec_fd, capture.context, meta=_meta(options, capture))
+        return _run(capture, options, sink, limits, stop, writer, ready_file, event_filter)
     finally:
-        capture.close()
-        if rec_fh is not None:
-            rec_fh.close()
+        if capture is not None:
+            capture.close()
+        if writer is not None:
+            writer.close()
         for s, h in old.items():
             signal.signal(s, h)
 
 
-def _open_for_writing(path: str, option: str) -> IO[str]:
+def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop: _Stop,
+         writer: Optional[recording.RecordingWriter], ready_file: Optional[str],
+         event_filter: EventFilter) -> Summary:
+    assert capture.context is not None and capture.features is not None
+    summary = Summary()
+    started = time.monotonic()
+    # Namespace names as events arrive: a container's or a lab's may be gone by the end.
+    ns_names = netns_mod.NameCache()
+    told_stopped = False
+
+    def recording_stopped() -> None:
+        nonlocal told_stopped
+        if writer is not None and writer.stopped and not told_stopped:
+            told_stopped = True
+            sink.notice(f"recording stopped: {_strerror(writer.error)}; {writer.written} records are in the "
+                        "file; tracing goes on")
+
+    capture.start(raw_sink=writer.write if writer else None)
+    if ready_file:
+        outfile.write_small(ready_file, "--ready-file", f"{os.getpid()}\n")
+    local = localaddrs.peer_check(options, capture.features)
+    pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter))
+    refresh_scope(capture, pipe)
+    since = datetime.now().strftime("%H:%M:%S")
+    last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
+    closes = capture.active_closes()
+    told: dict[tuple[Any, ...], float] = {}
+    alive = set(options.pids)
+
+    def emit(explained: list[Explanation]) -> bool:
+        for e in explained:
+            if not event_filter.match(e):
+                continue
+            sink.event(e)
+            summary.add(e)
+            if limits.max_events and summary.total >= limits.max_events:
+                return True
+        return False
+
+    def feed(records: list[Record]) -> None:
+        for r in records:
+            ns_names.name(r.netns)
+        pipe.feed(records)
+
+    while not stop.flag:
+        feed(capture.poll(POLL_MS))
+        if writer is not None:
+            writer.tick()
+            recording_stopped()
+        if emit(pipe.release(time.monotonic_ns())):
+            break
+        now = time.monotonic()
+        if limits.duration_s and now - started >= limits.duration_s:
+            break
+        if alive and now - last_pidcheck >= 1.0:
+            last_pidcheck = now
+            refresh_scope(capture, pipe)
+            for pid in sorted(alive):
+                if not procfs.process_exists(pid):
+                    alive.discard(pid)
+                    sink.notice(f"traced process {pid} exited")
+            if not alive:
+                sink.notice("every traced process has exited; stopping")
+                break
+        if now - last_storm >= 1.0:
+            last_storm = now
+            _storm(capture, sink, summary, event_filter)
+        if now - last_insight >= INSIGHT_EVERY_S:
+            fresh = capture.active_closes()
+            for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
+                key = (ins.kind, ins.pid, ins.remote)
+                if now - told.get(key, -INSIGHT_REPEAT_S) >= INSIGHT_REPEAT_S:
+                    told[key] = now
+                    sink.insight(ins)
+                    summary.add_insight(ins)
+            closes, last_insight = fresh, now
+        if now - last_status >= STATUS_EVERY_S:
+            last_status = now
+            sink.status(since, summary, pipe.counters(capture.counters()))
+    # Records already in the ring buffer still count: drain and explain them.
+    feed(capture.poll(0))
+    emit(pipe.release(None))
+    _storm(capture, sink, summary, event_filter)
+    counters = pipe.counters(capture.counters())
+    if writer is not None:
+        seen = sorted(local.seen) if local else []
+        writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
+                           "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
+                           "ended_ns": time.monotonic_ns()})
+        writer.flush()
+        recording_stopped()
+    sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
+    if writer is not None and writer.error is not None:
+        raise RecordingStopped(f"the recording stopped early: {_strerror(writer.error)} "
+                               f"({writer.written} records were written)",
+                               "free space on that filesystem or record elsewhere; the events were printed")
+    if limits.strict and counters.lost:
+        raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
+    return summary
+
+
+def _open_recording(path: str, existing: outfile.Existing) -> int:
+    fd = outfile.open_output(path, "--record", existing)
     try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise TteError(f"cannot write {path}: {exc.strerror}", f"choose a writable path for {option}") from exc
+        if existing is outfile.Existing.APPEND:
+            recording.prepare_append(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _strerror(exc: Optional[OSError]) -> str:
+    return (exc.strerror or str(exc)) if exc is not None else "no error"
 
 
 def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFilter) -> None:

@@ -27,6 +27,7 @@ from tracer.kernel.capture import Capture
 from tracer.model.errors import TteError
 from tracer.model.options import Options
 from tracer.sinks.exporter import KernelCollector, TimeWaitWindow, Totals
+from tracer.sinks import outfile
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -50,6 +51,8 @@ class _Server6(_Server):
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None,
                  event_filter: EventFilter = NO_FILTER) -> None:
+    if ready_file:
+        outfile.check(ready_file, "--ready-file")
     capture = Capture(options)
     capture.build()
     assert capture.features is not None
@@ -76,11 +79,7 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                            "choose another --listen address or port") from None
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         if ready_file:
-            try:
-                with open(ready_file, "w", encoding="utf-8") as fh:
-                    fh.write(f"{server.server_address[1]}\n")
-            except OSError as exc:
-                raise TteError(f"cannot write {ready_file}: {exc.strerror}", "choose a writable --ready-file") from None
+            outfile.write_small(ready_file, "--ready-file", f"{server.server_address[1]}\n")
         started = last_tw = time.monotonic()
         while not stop.is_set():
             pipe.feed(capture.poll(50))

@@ -98,3 +98,17 @@ class InvalidOption(TteError):
     cgroup): a usage error, with the same exit status as click's own."""
 
     exit_code = 2
+
+
+class OutputUnwritable(TteError):
+    """A file the tracer was asked to create (--record, --ready-file) cannot be: it exists, is a
+    symbolic link, or its directory is missing or not writable. Checked before anything is built."""
+
+    exit_code = 12
+
+
+class RecordingStopped(TteError):
+    """Writing the recording failed during the run (disk full, I/O error): events were still
+    explained and printed to the end; the recording holds every whole line written before."""
+
+    exit_code = 13
