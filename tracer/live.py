@@ -16,6 +16,8 @@ from typing import Any, Optional, Union
 from tracer.explain import insights
 from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.kernel import host as kernel_host
+from tracer.kernel.attribution import Attributor
+from tracer.kernel.cgroups import CgroupResolver, RecordedCgroups
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import procfs
@@ -110,6 +112,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     started = time.monotonic()
     # Namespace names as events arrive: a container's or a lab's may be gone by the end.
     ns_names = netns_mod.NameCache()
+    cgroups = CgroupResolver()
     told_stopped = False
 
     def recording_stopped() -> None:
@@ -123,7 +126,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     if ready_file:
         outfile.write_small(ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)
-    pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter))
+    pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
+                    annotator=Attributor(cgroups, ns_names.name))
     refresh_scope(capture, pipe)
     since = datetime.now().strftime("%H:%M:%S")
     last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
@@ -190,6 +194,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         seen = sorted(local.seen) if local else []
         writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
                            "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
+                           "cgroups": {str(k): v for k, v in sorted(cgroups.seen.items())},
                            "ended_ns": time.monotonic_ns()})
         writer.flush()
         recording_stopped()
@@ -234,7 +239,7 @@ def replay(source: Union[str, recording.Recording], sink: Sink,
     out = []
     # Holders come from the recording's OWNER records; --pid decides on them as it did live.
     owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None)
-    for e in explain_stream(records, recording.peer_check(rec), owners):
+    for e in explain_stream(records, recording.peer_check(rec), owners, recorded_attribution(rec)):
         if not event_filter.match(e):
             continue
         sink.event(e)
@@ -246,6 +251,18 @@ def replay(source: Union[str, recording.Recording], sink: Sink,
         sink.notice(f"{bad} records in {path} could not be decoded and were skipped")
     sink.summary(summary, counters, 0.0)
     return summary, out
+
+
+def recorded_attribution(rec: recording.Recording) -> Attributor:
+    """Replay's cgroups and namespace names: the tables the live run wrote at its end (a
+    recording made before cgroups were recorded gives events without cgroup fields)."""
+    end = rec.end if isinstance(rec.end, dict) else {}
+    names = recording.netns_names(rec)
+    table = end.get("cgroups")
+    cgroups = None
+    if isinstance(table, dict):
+        cgroups = RecordedCgroups({int(k): v for k, v in table.items() if k.isdigit() and isinstance(v, str)})
+    return Attributor(cgroups, names.get)
 
 
 def _opts_json(o: Options) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from tracer.live import owner_resolver, refresh_scope
 from tracer.kernel import host as kernel
 from tracer.kernel import localaddrs
 from tracer.kernel import loader
+from tracer.kernel import netns as netns_mod
+from tracer.kernel.attribution import Attributor
+from tracer.kernel.cgroups import CgroupResolver
 from tracer.kernel.capture import Capture
 from tracer.model.errors import TteError
 from tracer.model.options import Options
@@ -63,7 +66,8 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
     try:
         capture.start()
         local = localaddrs.peer_check(options, capture.features)
-        pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter))
+        pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
+                        annotator=Attributor(CgroupResolver(), netns_mod.NameCache().name))
         refresh_scope(capture, pipe)
         totals = Totals(top_processes, endpoint_labels)
         tw = TimeWaitWindow()

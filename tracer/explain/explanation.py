@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping, Optional
 
+from tracer.model.cgroups import CgroupInfo
 from tracer.model.verdicts import Confidence, Verdict, Who
 
 
@@ -53,6 +54,10 @@ class Explanation:
     service: str = ""
     role: Optional[str] = None  # "server" | "client" on this host; None when the event cannot tell
     owner_candidates: tuple[int, ...] = ()  # pid is None: the listener's owner, then its children
+    # The owner's cgroup and the workload it names (systemd unit, container, pod), or why it is
+    # not known; None where nothing looked (tracer/kernel/attribution.py fills it in).
+    cgroup: Optional[CgroupInfo] = None
+    netns_name: Optional[str] = None   # the `ip netns` name of the event's namespace, if it has one
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -78,6 +83,10 @@ class Explanation:
             d["seq"] = dict(self.seq)
         if self.owner_candidates:
             d["owner_candidates"] = list(self.owner_candidates)
+        if self.cgroup is not None:
+            d.update(self.cgroup.to_json())
+        if self.netns_name is not None:
+            d["netns_name"] = self.netns_name
         return d
 
 

@@ -10,7 +10,7 @@ or of a recording).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Protocol, Sequence
 
 from tracer.explain import crosshost
 from tracer.explain.correlate import Correlator, Incident
@@ -23,11 +23,25 @@ from tracer.model.record import Record
 PeerCheck = Callable[[str], Optional[bool]]
 
 
+class Annotator(Protocol):
+    """Facts about an event's owner that come from the host, not the records (its cgroup, the
+    name of its network namespace): looked up as records arrive, while the owner still lives."""
+
+    def prime(self, records: Sequence[Record]) -> None: ...
+
+    def annotate(self, e: Explanation) -> Explanation: ...
+
+
 class Pipeline:
-    def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None) -> None:
+    def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None,
+                 annotator: Optional[Annotator] = None) -> None:
         self._corr = Correlator(peer_is_local=peer_is_local, owners=owners)
+        self._annotator = annotator
 
     def feed(self, records: Iterable[Record]) -> None:
+        if self._annotator is not None:
+            records = list(records)
+            self._annotator.prime(records)
         self._corr.feed(records)
 
     def release(self, now_ns: Optional[int]) -> list[Explanation]:
@@ -36,7 +50,10 @@ class Pipeline:
 
     def release_explained(self, now_ns: Optional[int]) -> list[tuple[Incident, Explanation]]:
         """Like release(), with the incident each explanation is about (for merges)."""
-        return [(inc, _with_seq(inc, explain(inc))) for inc in self._corr.release(now_ns)]
+        out = [(inc, _with_seq(inc, explain(inc))) for inc in self._corr.release(now_ns)]
+        if self._annotator is not None:
+            out = [(inc, self._annotator.annotate(e)) for inc, e in out]
+        return out
 
     @property
     def dropped_states(self) -> int:
@@ -57,9 +74,9 @@ def _with_seq(inc: Incident, e: Explanation) -> Explanation:
 
 
 def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None,
-                   owners: Optional[OwnerResolver] = None) -> list[Explanation]:
+                   owners: Optional[OwnerResolver] = None, annotator: Optional[Annotator] = None) -> list[Explanation]:
     """A whole, finished stream (a recording, a test's records) explained at once."""
-    p = Pipeline(peer_is_local, owners)
+    p = Pipeline(peer_is_local, owners, annotator)
     p.feed(records)
     return p.release(None)
 

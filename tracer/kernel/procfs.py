@@ -45,6 +45,15 @@ def process_comm(pid: int, proc: str = "/proc") -> Optional[str]:
         return None
 
 
+def process_cgroup(pid: int, proc: str = "/proc") -> Optional[str]:
+    """The text of /proc/<pid>/cgroup (readable by anyone); None once the process is gone."""
+    try:
+        with open(os.path.join(proc, str(pid), "cgroup"), encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 def parent(pid: int, proc: str = "/proc") -> Optional[int]:
     """The parent process id (field 4 of /proc/<pid>/stat; the name before it may hold spaces)."""
     try:

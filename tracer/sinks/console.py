@@ -41,6 +41,18 @@ def _proc(e: Explanation) -> str:
     return s
 
 
+def _where(e: Explanation) -> str:
+    """The owner's workload (unit, container, pod) and named network namespace, if known."""
+    parts = []
+    if e.cgroup is not None and e.cgroup.workload is not None:
+        parts.append(printable(e.cgroup.workload.describe()))
+    elif e.cgroup is not None and e.cgroup.status != "no_owner":
+        parts.append(f"cgroup unknown ({e.cgroup.status.replace('_', ' ')})")
+    if e.netns_name:
+        parts.append(f"netns {printable(e.netns_name)}")
+    return ", ".join(parts)
+
+
 class ConsoleSink:
     def __init__(self, out: Optional[IO[str]] = None, color: Optional[bool] = None) -> None:
         self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=False,
@@ -79,6 +91,9 @@ class ConsoleSink:
             t.append(f"  {printable(e.errno)}", style="bold red")
         if e.reason:
             t.append(f"  reason {printable(e.reason)}", style="dim")
+        where = _where(e)
+        if where:
+            t.append(f"\n  in {where}", style="dim")
         t.append("\n  ")
         t.append(f" {e.verdict.value} ", style="reverse " + WHO_STYLE[e.who])
         t.append(f"  reset by {e.who.value}, {e.confidence.value} confidence\n")

@@ -1,0 +1,40 @@
+"""Who an event's owner is on this host: its cgroup (and the unit, container and pod that
+names) and the `ip netns` name of its network namespace, for the pipeline's Annotator.
+
+Looked up when a record arrives, while its owner still runs; replay takes the same facts from
+the tables the live run wrote into its recording (RecordedCgroups, the netns names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Protocol, Sequence
+
+from tracer.explain.explanation import Explanation
+from tracer.model.cgroups import CgroupInfo
+from tracer.model.record import Record
+
+
+class CgroupSource(Protocol):
+    def prime(self, pid: int) -> None: ...
+
+    def info(self, pid: Optional[int]) -> CgroupInfo: ...
+
+
+class Attributor:
+    """The pipeline's Annotator. `cgroups` None: no cgroup fields (a recording made before
+    they existed); `netns_name`: inode -> name or None."""
+
+    def __init__(self, cgroups: Optional[CgroupSource], netns_name: Callable[[int], Optional[str]]) -> None:
+        self.cgroups = cgroups
+        self.netns_name = netns_name
+
+    def prime(self, records: Sequence[Record]) -> None:
+        for r in records:
+            if self.cgroups is not None and r.pid:
+                self.cgroups.prime(r.pid)
+            self.netns_name(r.netns)
+
+    def annotate(self, e: Explanation) -> Explanation:
+        cg = self.cgroups.info(e.pid) if self.cgroups is not None else None
+        return dataclasses.replace(e, cgroup=cg, netns_name=self.netns_name(e.netns) if e.netns else None)
