@@ -14,11 +14,12 @@ cannot be created; 13 the recording stopped early (disk full).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import sys
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
@@ -176,8 +177,21 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, force, appen
     if not as_json:
         sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {flt.describe()}; "
                     "Ctrl-C for the summary")
-    run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt,
-             record_existing=existing)
+    with _output_may_close():
+        run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt,
+                 record_existing=existing)
+
+
+@contextlib.contextmanager
+def _output_may_close() -> Iterator[None]:
+    """The reader of stdout went away (`| head -1`): a normal end, not an error. Handled here,
+    inside the command, because click turns an EPIPE it sees into exit status 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _existing(record_path: Optional[str], force: bool, append: bool):
@@ -205,7 +219,8 @@ def replay(path, as_json, color, **filters) -> None:
     rec = recording.load(path)
     flt = _event_filter(filters, known_netns=recording.netns_names(rec))
     sink = JsonSink() if as_json else ConsoleSink(color=color)
-    do_replay(rec, sink, event_filter=flt)
+    with _output_may_close():
+        do_replay(rec, sink, event_filter=flt)
 
 
 @cli.command()
@@ -221,7 +236,8 @@ def merge(paths, as_json, color) -> None:
     from tracer.sinks.jsonl import JsonSink
 
     sink = JsonSink() if as_json else ConsoleSink(color=color)
-    do_merge(paths, sink)
+    with _output_may_close():
+        do_merge(paths, sink)
 
 
 @cli.command()

@@ -150,45 +150,56 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
             ns_names.name(r.netns)
         pipe.feed(records)
 
-    while not stop.flag:
-        feed(capture.poll(POLL_MS))
-        if writer is not None:
-            writer.tick()
-            recording_stopped()
-        if emit(pipe.release(time.monotonic_ns())):
-            break
-        now = time.monotonic()
-        if limits.duration_s and now - started >= limits.duration_s:
-            break
-        if alive and now - last_pidcheck >= 1.0:
-            last_pidcheck = now
-            refresh_scope(capture, pipe)
-            for pid in sorted(alive):
-                if not procfs.process_exists(pid):
-                    alive.discard(pid)
-                    sink.notice(f"traced process {pid} exited")
-            if not alive:
-                sink.notice("every traced process has exited; stopping")
+    def loop() -> None:
+        nonlocal closes, last_status, last_pidcheck, last_insight, last_storm
+        while not stop.flag:
+            feed(capture.poll(POLL_MS))
+            if writer is not None:
+                writer.tick()
+                recording_stopped()
+            if emit(pipe.release(time.monotonic_ns())):
                 break
-        if now - last_storm >= 1.0:
-            last_storm = now
-            _storm(capture, sink, summary, event_filter)
-        if now - last_insight >= INSIGHT_EVERY_S:
-            fresh = capture.active_closes()
-            for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
-                key = (ins.kind, ins.pid, ins.remote)
-                if now - told.get(key, -INSIGHT_REPEAT_S) >= INSIGHT_REPEAT_S:
-                    told[key] = now
-                    sink.insight(ins)
-                    summary.add_insight(ins)
-            closes, last_insight = fresh, now
-        if now - last_status >= STATUS_EVERY_S:
-            last_status = now
-            sink.status(since, summary, pipe.counters(capture.counters()))
-    # Records already in the ring buffer still count: drain and explain them.
-    feed(capture.poll(0))
-    emit(pipe.release(None))
-    _storm(capture, sink, summary, event_filter)
+            now = time.monotonic()
+            if limits.duration_s and now - started >= limits.duration_s:
+                break
+            if alive and now - last_pidcheck >= 1.0:
+                last_pidcheck = now
+                refresh_scope(capture, pipe)
+                for pid in sorted(alive):
+                    if not procfs.process_exists(pid):
+                        alive.discard(pid)
+                        sink.notice(f"traced process {pid} exited")
+                if not alive:
+                    sink.notice("every traced process has exited; stopping")
+                    break
+            if now - last_storm >= 1.0:
+                last_storm = now
+                _storm(capture, sink, summary, event_filter)
+            if now - last_insight >= INSIGHT_EVERY_S:
+                fresh = capture.active_closes()
+                for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
+                    key = (ins.kind, ins.pid, ins.remote)
+                    if now - told.get(key, -INSIGHT_REPEAT_S) >= INSIGHT_REPEAT_S:
+                        told[key] = now
+                        sink.insight(ins)
+                        summary.add_insight(ins)
+                closes, last_insight = fresh, now
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                sink.status(since, summary, pipe.counters(capture.counters()))
+
+    out_gone = False
+    try:
+        loop()
+        # Records already in the ring buffer still count: drain and explain them.
+        feed(capture.poll(0))
+        emit(pipe.release(None))
+        _storm(capture, sink, summary, event_filter)
+    except BrokenPipeError:
+        # The reader of our output went away (`| head -1`): the recording is still finished
+        # whole (the drain reaches it), then the CLI ends quietly.
+        out_gone = True
+        feed(capture.poll(0))
     counters = pipe.counters(capture.counters())
     if writer is not None:
         seen = sorted(local.seen) if local else []
@@ -197,7 +208,10 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                            "cgroups": {str(k): v for k, v in sorted(cgroups.seen.items())},
                            "ended_ns": time.monotonic_ns()})
         writer.flush()
-        recording_stopped()
+        if not out_gone:
+            recording_stopped()
+    if out_gone:
+        raise BrokenPipeError("the output was closed")
     sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
     if writer is not None and writer.error is not None:
         raise RecordingStopped(f"the recording stopped early: {_strerror(writer.error)} "

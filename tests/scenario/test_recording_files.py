@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.lab.driver import Tracer
+from tests.lab.loopback import closed_port, refused
 
 pytestmark = pytest.mark.scenario
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -25,30 +25,6 @@ AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tracer.cli", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def refused(port: int) -> int:
-    """One connect refused by the kernel (RST from no socket); returns the client's port."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    lport = s.getsockname()[1]
-    try:
-        s.connect(("127.0.0.1", port))
-    except ConnectionRefusedError:
-        pass
-    else:
-        raise AssertionError(f"port {port} is open")
-    finally:
-        s.close()
-    return lport
 
 
 @pytest.fixture

@@ -1,0 +1,30 @@
+"""Real refused connections on loopback, for tests of the tracer's own behaviour (files,
+signals, exit paths): the kernel answers a connect to a closed port with a reset."""
+
+from __future__ import annotations
+
+import socket
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def refused(port: int) -> int:
+    """One connect refused by the kernel (RST from no socket); returns the client's port."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    lport = s.getsockname()[1]
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        pass
+    else:
+        raise AssertionError(f"port {port} is open")
+    finally:
+        s.close()
+    return lport
