@@ -81,11 +81,96 @@ struct tte_owner {
 BPF_TABLE("lru_hash", u64, struct tte_sock, socks, TTE_MAX_SOCKS);
 
 /* closed: recently destroyed connections that closed first locally (they leave the timewait
- * socket that answers late data with an RST), keyed by netns + 4-tuple.
- *   insert: tcp:tcp_destroy_sock.  read: tcp_send_reset from a timewait socket or with no
- *   socket.  delete: never explicitly; LRU of TTE_MAX_CLOSED keeps the most recent closes, which
- *   covers a timewait's 60 s lifetime at up to TTE_MAX_CLOSED/60 closes per second. */
-BPF_TABLE("lru_hash", struct tte_tuple, struct tte_closed, closed, TTE_MAX_CLOSED);
+ * socket that answers late data with an RST), or gave up on a connect, by netns + 4-tuple.
+ * A 4-way set-associative array, not an LRU hash: the tuple's hash picks a set of
+ * TTE_CLOSED_WAYS slots, an insert takes the set's empty slot, the tuple's own, or its oldest.
+ *   insert: tcp:tcp_destroy_sock (closed_slot()).  read: tcp_send_reset from a timewait socket,
+ *   an orphan, or with no socket (closed_find()).  delete: never; a slot is overwritten.
+ * Why: this table is full under any churn, and an LRU hash insert into a full table (allocation,
+ * eviction, the LRU lists' locks) cost about 1 us per connection here; an array slot costs a few
+ * lookups the verifier inlines and plain stores. The trade-off: a set forgets its oldest of 4,
+ * not the table's oldest, so an unlucky tuple can be evicted before a true LRU would drop it
+ * (the table keeps the newest TTE_MAX_CLOSED/60 closes per second of a 60 s timewait only on
+ * average); and two CPUs writing the same slot in the same instant can mix two histories (no
+ * lock: tracing programs cannot take bpf_spin_lock). destroy_ns is cleared first and written
+ * last, so a reader never takes a slot while it is rewritten in the common, single-writer case.
+ * Bounded: TTE_MAX_CLOSED slots, allocated once. */
+#define TTE_CLOSED_WAYS 4
+/* A compiler barrier: keeps the stores around it in program order (x86 keeps them so too). */
+#define tte_barrier() __asm__ __volatile__("" ::: "memory")
+#define TTE_CLOSED_SETS (TTE_MAX_CLOSED / TTE_CLOSED_WAYS)
+struct tte_closed_slot {
+    struct tte_tuple t;
+    u32 _pad;
+    struct tte_closed c; /* c.destroy_ns == 0: empty, or being written */
+};
+BPF_ARRAY(closed, struct tte_closed_slot, TTE_MAX_CLOSED);
+
+static __always_inline u32 tuple_hash(const struct tte_tuple *t)
+{
+    const u32 *w = (const u32 *)t;
+    u32 h = 2166136261U; /* FNV-1a over 32-bit words */
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(*t) / 4); i++) {
+        h ^= w[i];
+        h *= 16777619U;
+    }
+    return h ^ (h >> 15);
+}
+
+static __always_inline int tuple_eq(const struct tte_tuple *a, const struct tte_tuple *b)
+{
+    const u32 *x = (const u32 *)a, *y = (const u32 *)b;
+    u32 d = 0;
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+        d |= x[i] ^ y[i];
+    return d == 0;
+}
+
+/* The history kept for tuple T, or 0. */
+static __always_inline struct tte_closed *closed_find(const struct tte_tuple *t)
+{
+    u32 base = (tuple_hash(t) % TTE_CLOSED_SETS) * TTE_CLOSED_WAYS;
+#pragma unroll
+    for (int w = 0; w < TTE_CLOSED_WAYS; w++) {
+        u32 i = base + w;
+        struct tte_closed_slot *sl = closed.lookup(&i);
+        if (sl && sl->c.destroy_ns && tuple_eq(&sl->t, t))
+            return &sl->c;
+    }
+    return 0;
+}
+
+/* The slot to write tuple T's history into (its tuple set, destroy_ns cleared), or 0. */
+static __always_inline struct tte_closed *closed_slot(const struct tte_tuple *t)
+{
+    u32 base = (tuple_hash(t) % TTE_CLOSED_SETS) * TTE_CLOSED_WAYS;
+    struct tte_closed_slot *victim = 0;
+    u64 oldest = ~0ULL;
+#pragma unroll
+    for (int w = 0; w < TTE_CLOSED_WAYS; w++) {
+        u32 i = base + w;
+        struct tte_closed_slot *sl = closed.lookup(&i);
+        if (!sl)
+            continue;
+        u64 d = sl->c.destroy_ns;
+        if (d == 0 || tuple_eq(&sl->t, t)) {
+            victim = sl;
+            break;
+        }
+        if (d < oldest) {
+            oldest = d;
+            victim = sl;
+        }
+    }
+    if (!victim)
+        return 0;
+    victim->c.destroy_ns = 0;
+    tte_barrier();
+    __builtin_memcpy(&victim->t, t, sizeof(*t));
+    return &victim->c;
+}
 
 /* listeners: (netns << 16 | port) -> the owner of the listening socket, so an accepted child
  * (cloned in softirq, in whatever task ran it) inherits its server's owner. That owner is only
@@ -134,8 +219,6 @@ BPF_PERCPU_ARRAY(stats, u64, TTE_STAT_MAX);
 /* wakeups: per-CPU record count, to wake the consumer once per TTE_WAKEUP_EVERY records
  * instead of once per record (user space also polls with a short timeout). */
 BPF_PERCPU_ARRAY(wakeups, u64, 1);
-/* scratch: per-CPU staging for the closed-table value (too big for the 512-byte stack). */
-BPF_PERCPU_ARRAY(scratch, struct tte_closed, 1);
 
 /* storm: events beyond TTE_STORM_LIMIT per CPU per second, counted per summary key instead of
  * sent one by one. insert/update: admit(); read and delete: user space once a second (lookup

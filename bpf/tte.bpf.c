@@ -204,28 +204,27 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
     /* Keep the history of a connection this side closed first: its timewait socket may still
      * answer the peer's late data with an RST, which only a 4-tuple can join back to it. */
     if (s->close_ns && (!s->fin_ns || s->close_ns < s->fin_ns) && args->dport != 0) {
-        u32 zero = 0;
-        struct tte_closed *c = scratch.lookup(&zero);
+        const void *sk = (const void *)args->skaddr;
+        struct tte_tuple t = {};
+        t.netns = s->netns;
+        t.family = args->family;
+        t.lport = args->sport;
+        t.rport = args->dport;
+        ADDRS_FROM_ARGS(args->family, t.laddr, t.raddr);
+        tuple_unmap(&t);
+        struct tte_closed *c = closed_slot(&t);
         if (c) {
-            const void *sk = (const void *)args->skaddr;
             u64 now = bpf_ktime_get_ns();
             u32 now_j = (u32)bpf_jiffies64();
-            struct tte_tuple t = {};
-            t.netns = s->netns;
-            t.family = args->family;
-            t.lport = args->sport;
-            t.rport = args->dport;
-            ADDRS_FROM_ARGS(args->family, t.laddr, t.raddr);
-            tuple_unmap(&t);
             __builtin_memcpy(&c->sock, s, sizeof(c->sock));
-            c->destroy_ns = now;
             c->last_send_ns = jiffies_to_ns(rd_u32(sk, TTE_OFF_TP_LSNDTIME), now_j, now);
             c->last_recv_ns = jiffies_to_ns(rd_u32(sk, TTE_OFF_TP_LRCVTIME), now_j, now);
             c->last_ack_ns = jiffies_to_ns(rd_u32(sk, TTE_OFF_TP_RCV_TSTAMP), now_j, now);
             c->srtt_us = rd_u32(sk, TTE_OFF_TP_SRTT_US) >> 3;
             c->total_retrans = rd_u32(sk, TTE_OFF_TP_TOTAL_RETRANS);
             c->flags = flags_from_sk(sk);
-            closed.update(&t, c);
+            tte_barrier();
+            c->destroy_ns = now; /* last: the slot is valid from here on (closed_slot()) */
             stat_inc(TTE_STAT_CLOSED_INSERT);
         }
     }
@@ -278,14 +277,14 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     if (!sk || state == TTE_TCP_TIME_WAIT) {
         if (sk)
             flags |= TTE_F_TIMEWAIT;
-        c = closed.lookup(&t);
+        c = closed_find(&t);
     } else {
         s = socks.lookup(&key);
         ino = sk_inode(sk);
         if (!s)
             /* An orphan's own reset (data after close): tcp_done() has already destroyed the
              * socket and moved its history to the closed table by the time this fires. */
-            c = closed.lookup(&t);
+            c = closed_find(&t);
     }
     u32 pid = c ? c->sock.pid : owner_of(s, ino, &io);
     const char *comm = c ? c->sock.comm : (s ? s->comm : (io ? io->comm : 0));

@@ -195,7 +195,10 @@ class Loader:
         return int(b.num_open_tracepoints()) + len(getattr(b, "raw_tracepoint_fds", {}))
 
     def table_len(self, name: str) -> int:
-        return sum(1 for _ in self._bpf[name.encode()].keys())
+        table = self._bpf[name.encode()]
+        if name == "closed":  # a set-associative array (bpf/maps.bpf.h): its occupied slots
+            return sum(1 for v in table.values() if v.c.destroy_ns)
+        return sum(1 for _ in table.keys())
 
     def table_max(self, name: str) -> int:
         return int(self._bpf[name.encode()].max_entries)
