@@ -37,6 +37,20 @@
 
 /* ---------------------------------------------------------------- state changes ---- */
 
+/* The state changes the socket table acts on: a new socket (connect, listen, an accepted
+ * child), ESTABLISHED (its time, and the tuple), the peer's FIN (ESTABLISHED -> CLOSE_WAIT), the
+ * local close (-> FIN_WAIT1, CLOSE_WAIT -> LAST_ACK), any change out of SYN_SENT or SYN_RECV (the
+ * tuple of a connection that never got established; an abandoned connect), and a listener's
+ * close. The rest (FIN_WAIT1 -> FIN_WAIT2, -> CLOSING, -> CLOSE after any of these) would only
+ * move the entry's state_ns, right before tcp_destroy_sock deletes it. */
+static __always_inline int table_follows(int os, int ns)
+{
+    return (os == TTE_TCP_CLOSE && (ns == TTE_TCP_SYN_SENT || ns == TTE_TCP_LISTEN)) || os == TTE_TCP_LISTEN ||
+           ns == TTE_TCP_ESTABLISHED || (os == TTE_TCP_ESTABLISHED && ns == TTE_TCP_CLOSE_WAIT) ||
+           ns == TTE_TCP_FIN_WAIT1 || (os == TTE_TCP_CLOSE_WAIT && ns == TTE_TCP_LAST_ACK) ||
+           os == TTE_TCP_SYN_SENT || os == TTE_TCP_SYN_RECV;
+}
+
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != TTE_IPPROTO_TCP)
@@ -47,6 +61,16 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     const void *sk = (const void *)args->skaddr;
     int os = args->oldstate, ns = args->newstate;
     u16 sport = args->sport, dport = args->dport, family = args->family;
+#if !TTE_EMIT_STATES && !TTE_FILTER_PID && !TTE_FILTER_COMM && !TTE_FILTER_PORT && !TTE_FILTER_NETNS
+    /* Most changes of a clean connection need nothing from the table, and its lookup is most of
+     * this program's cost: count them and stop. (With filters the count must wait for the
+     * table to say whether the socket is ours; with --states every change is a record.) */
+    if (!table_follows(os, ns)) {
+        if (os >= 0 && os < 16 && ns >= 0 && ns < 16)
+            stat_inc(TTE_STAT_STATE_BASE + os * 16 + ns);
+        return 0;
+    }
+#endif
     u64 now = bpf_ktime_get_ns();
     struct tte_sock *s = socks.lookup(&key);
 

@@ -80,7 +80,7 @@ struct tte_record {
     __u64 estab_ns;     /* -> ESTABLISHED */
     __u64 fin_ns;       /* the peer's FIN (ESTABLISHED -> CLOSE_WAIT) */
     __u64 close_ns;     /* local close or shutdown (-> FIN_WAIT1 / LAST_ACK) */
-    __u64 state_ns;     /* last state change */
+    __u64 state_ns;     /* last state change the table acts on (bpf/tte.bpf.c table_follows()) */
     __u64 last_send_ns; /* last data sent (tcp_sock.lsndtime, or the send hook) */
     __u64 last_recv_ns; /* last data received (icsk_ack.lrcvtime, or the recv hook) */
     __u64 last_ack_ns;  /* last ACK that acknowledged in-flight data (tcp_sock.rcv_tstamp) */
