@@ -52,6 +52,7 @@ class _Server6(_Server):
 
 
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
+                 top_workloads: int = 20,
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None,
                  event_filter: EventFilter = NO_FILTER) -> None:
     if ready_file:
@@ -67,9 +68,9 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         capture.start()
         local = localaddrs.peer_check(options, capture.features)
         pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
-                        annotator=Attributor(CgroupResolver(), netns_mod.NameCache().name))
+                        annotator=(attributor := Attributor(CgroupResolver(), netns_mod.NameCache().name)))
         refresh_scope(capture, pipe)
-        totals = Totals(top_processes, endpoint_labels)
+        totals = Totals(top_processes, endpoint_labels, top_workloads)
         tw = TimeWaitWindow()
         registry = CollectorRegistry(auto_describe=False)
         collector = KernelCollector(capture, totals, tw, capture.attached(), pipe,
@@ -96,7 +97,8 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                 refresh_scope(capture, pipe)
                 for b in capture.storm():
                     if b.type.value != "state" and event_filter.match_storm(b):
-                        totals.add(b.explained(), b.count)
+                        totals.add(attributor.annotate(b.explained()), b.count)
+                totals.retire_workloads()
                 snap = capture.active_closes()
                 with totals.lock:
                     tw.observe(now, snap)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
+from typing import Iterator
 
 import pytest
 
@@ -38,13 +40,12 @@ def http(url: str) -> str:
         return r.read().decode()
 
 
-@pytest.fixture(scope="module")
-def exporter():
+@contextlib.contextmanager
+def running_exporter(*extra: str) -> Iterator[str]:
+    """A real exporter (the CLI) on a free port; its base URL."""
     d = tempfile.mkdtemp(prefix="tte-exp-")
     ready = os.path.join(d, "ready")
-    args = [sys.executable, "-m", "tracer.cli", "exporter", "--listen", "127.0.0.1:0", "--ready-file", ready]
-    for p in LAB_PORTS:
-        args += ["--port", p]
+    args = [sys.executable, "-m", "tracer.cli", "exporter", "--listen", "127.0.0.1:0", "--ready-file", ready, *extra]
     p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not os.path.exists(ready) or not open(ready).read().strip():
@@ -53,15 +54,18 @@ def exporter():
             raise AssertionError(f"exporter did not start: {p.communicate()}")
         time.sleep(0.1)
     port = int(open(ready).read())
-    yield f"http://127.0.0.1:{port}"
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
     assert p.returncode == 0, err
-    shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def prometheus(exporter):
+@contextlib.contextmanager
+def running_prometheus(exporter: str) -> Iterator[str]:
+    """A real Prometheus scraping `exporter` every second; its base URL."""
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     d = tempfile.mkdtemp(prefix="tte-prom-")
     cfg = os.path.join(d, "prometheus.yml")
@@ -75,20 +79,35 @@ def prometheus(exporter):
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if "Ready" in http(base + "/-/ready"):
-                break
-        except OSError:
-            pass
-        if p.poll() is not None or time.monotonic() > deadline:
-            p.kill()
-            raise AssertionError(f"prometheus did not start: {p.communicate()[1][-2000:]}")
-        time.sleep(0.2)
-    yield base
-    p.terminate()
-    p.wait(timeout=30)
-    shutil.rmtree(d, ignore_errors=True)
+    try:
+        while True:
+            try:
+                if "Ready" in http(base + "/-/ready"):
+                    break
+            except OSError:
+                pass
+            if p.poll() is not None or time.monotonic() > deadline:
+                p.kill()
+                raise AssertionError(f"prometheus did not start: {p.communicate()[1][-2000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def exporter():
+    args = [a for p in LAB_PORTS for a in ("--port", p)]
+    with running_exporter(*args) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter):
+    with running_prometheus(exporter) as base:
+        yield base
 
 
 def query(prom: str, q: str) -> dict:
@@ -113,7 +132,8 @@ def test_promql_counts_match_what_the_lab_produced(capture, exporter, prometheus
     got = wait_scraped(prometheus, "sum by (verdict) (tcptrace_events_total)", sum(verdicts.values()))
     assert {dict(k)["verdict"]: int(v) for k, v in got.items()} == dict(verdicts)
     got = query(prometheus, 'sum by (reason) (tcptrace_resets_total{direction="sent"})')
-    assert {dict(k)["reason"]: int(v) for k, v in got.items()} == dict(reasons)
+    # (every reason the kernel names is served, at 0 until its first reset)
+    assert {dict(k)["reason"]: int(v) for k, v in got.items() if v} == dict(reasons)
 
 
 def test_promtool_accepts_the_metrics(exporter):
@@ -164,3 +184,32 @@ def test_reset_storm_counts_are_exact_against_out_rsts(exporter):
     assert sent(text) - before_x == kernel
     lost = [line for line in text.splitlines() if line.startswith("tcptrace_records_lost_total")]
     assert lost, "the loss counter must be served"
+
+
+def test_series_start_at_zero_so_increase_sees_the_first_burst():
+    """The measured bug: a counter that first appears at 6 has no increase() in Prometheus.
+    Served at 0 from the first scrape, the first burst of real resets is an increase."""
+    port, n = 42917, 6
+    sent = 'tcptrace_resets_total{direction="sent",reason="NO_SOCKET"}'
+    refused = 'tcptrace_explained_total{event="reset_received",verdict="connection_refused",who="peer"}'
+    with running_exporter("--port", str(port)) as exp, running_prometheus(exp) as prom:
+        # scraped before any event: the series exist, at 0
+        deadline = time.monotonic() + 30
+        while not (query(prom, sent) and query(prom, refused)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert list(query(prom, sent).values()) == [0.0]
+        assert list(query(prom, refused).values()) == [0.0]
+        assert len(query(prom, 'tcptrace_resets_total{direction="sent"}')) > 10   # every kernel reason
+        assert len(query(prom, "tcptrace_explained_total")) > 20                    # every rule
+        time.sleep(2)    # a few scrapes at 0
+        with Topology.pair() as topo, in_netns(topo.client.name):
+            for _ in range(n):
+                with socket.socket() as s, contextlib.suppress(ConnectionRefusedError):
+                    s.settimeout(5)
+                    s.connect((topo.server.v4, port))
+        assert sum(wait_scraped(prom, sent, n).values()) == n
+        assert sum(wait_scraped(prom, refused, n).values()) == n
+        for metric in (sent, refused):
+            [inc] = query(prom, f"increase({metric}[1m])").values()
+            # increase() extrapolates a little past the last sample, never below the raw delta
+            assert n <= inc <= 1.5 * n, (metric, inc)
