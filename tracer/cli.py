@@ -266,22 +266,54 @@ def doctor() -> None:
         sys.exit(7)
 
 
-@cli.command()
-@click.option("--listen", default="127.0.0.1:9567", show_default=True, help="HOST:PORT to serve /metrics on.")
+EXPORTER_EXAMPLES = """
+\b
+Examples:
+  sudo tcptrace-explain exporter                      every process, on 127.0.0.1:9567
+  sudo tcptrace-explain exporter --listen 0.0.0.0:9567 --top-workloads 50
+  sudo tcptrace-explain exporter --port 8080 --port 5432   only these ports' connections
+  sudo tcptrace-explain exporter --comm java --comm nginx  only processes with these names
+  sudo tcptrace-explain exporter --pid 4242 --children     a pre-forked server and its workers
+  curl -s 127.0.0.1:9567/metrics | grep tcptrace_explained_total
+
+\b
+Deployment: deploy/tcptrace-explain-exporter.service (systemd) and
+deploy/daemonset.yaml (Kubernetes), described in the README's "Exporter" section;
+deploy/grafana-dashboard.json is a dashboard for the metrics.
+"""
+
+
+@cli.command(epilog=EXPORTER_EXAMPLES)
+@click.option("--listen", default="127.0.0.1:9567", show_default=True, metavar="HOST:PORT",
+              help="Address to serve /metrics on; [::]:PORT for IPv6; port 0 picks a free one "
+                   "(written to --ready-file).")
 @filter_options(live=True)
 @click.option("--top-processes", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Process label values kept; the rest are folded into 'other'.")
-@click.option("--endpoint-labels", is_flag=True, help="Opt in to service endpoint labels (the listening side's address:port; bounded like processes).")
-@click.option("--ready-file", type=click.Path(dir_okay=False))
+              help="Process names with their own 'comm' label value (the first seen keep it for the "
+                   "exporter's life); the rest are folded into 'other'.")
+@click.option("--top-workloads", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Workloads (systemd unit, container, pod) with their own labels at a time in "
+                   "tcptrace_events_by_workload_total; more are 'other'; one without events for an "
+                   "hour gives its place back.")
+@click.option("--endpoint-labels", is_flag=True,
+              help="Also count events by service endpoint (the listening side's address:port), "
+                   "bounded like processes; off by default because a host may serve many.")
+@click.option("--ready-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the port being served to FILE once every probe is attached and the "
+                   "server listens (for scripts and tests).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
-def exporter(listen, top_processes, endpoint_labels, ready_file, duration, **filters) -> None:
-    """Serve Prometheus metrics of resets by reason, verdict and process."""
+def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, **filters) -> None:
+    """Serve Prometheus metrics of TCP resets and aborts: by kernel reason, errno, verdict, who
+    reset, process and workload, with the idle time before each reset. Counters kept in the
+    kernel are read at scrape time; every series the tool can know in advance is served at 0
+    from the start, so rate() and increase() see the first burst. The filters apply as in a
+    live run."""
     from tracer.serve import parse_listen, run_exporter
 
     host, port = parse_listen(listen)
     flt = _event_filter(filters)
     run_exporter(_kernel_options(flt), host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,
-                 ready_file=ready_file, duration_s=duration, event_filter=flt)
+                 top_workloads=top_workloads, ready_file=ready_file, duration_s=duration, event_filter=flt)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
