@@ -263,6 +263,9 @@ def replay(source: Union[str, recording.Recording], sink: Sink,
     counters = Counters.replayed(len(rec.raw), end.get("counters", {}))
     if bad:
         sink.notice(f"{bad} records in {path} could not be decoded and were skipped")
+    if rec.ignored_bytes:
+        sink.notice(f"{path} ends in a partial line (the run was cut short: a crash, kill -9 or a full disk); "
+                    f"its last {rec.ignored_bytes} bytes were ignored")
     sink.summary(summary, counters, 0.0)
     return summary, out
 

@@ -44,6 +44,9 @@ FIELD_ORDER = (
 AF_INET = 2
 AF_INET6 = 10
 
+# |CLOCK_REALTIME - CLOCK_MONOTONIC| a recording may carry (2**62 ns, about 146 years).
+MAX_CLOCK_OFFSET_NS = 1 << 62
+
 # A send this close before a received reset is taken as what triggered it (see Record.idle_ns).
 TRIGGER_WINDOW_NS = 200_000_000
 
@@ -109,15 +112,19 @@ class DecodeContext:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "DecodeContext":
         try:
-            return cls(
+            ctx = cls(
                 tcp_states={int(k): str(v) for k, v in d["tcp_states"].items()},
                 reset_reasons={int(k): str(v) for k, v in d["reset_reasons"].items()},
                 mono_to_wall_ns=int(d.get("mono_to_wall_ns", 0)),
                 hostname=str(d.get("hostname", "")),
                 kernel=str(d.get("kernel", "")),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RecordDecodeError(f"invalid decode context: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise RecordDecodeError(f"invalid decode context: {str(exc):.200}") from exc
+        if not abs(ctx.mono_to_wall_ns) <= MAX_CLOCK_OFFSET_NS:
+            # Wall time is monotonic time plus this; beyond ~146 years no date can be printed.
+            raise RecordDecodeError(f"invalid decode context: clock offset {ctx.mono_to_wall_ns:.3g} ns is out of range")
+        return ctx
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ as the live run did, on any machine.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import time
@@ -151,79 +152,215 @@ def prepare_append(fd: int, path: str) -> None:
         os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else size)
 
 
+_NOT_A_RECORDING = "record with: sudo tcptrace-explain --record FILE"
+_MAX_COUNT = 1 << 63
+
+
+class Reader:
+    """A recording read as a stream, in constant memory: the header at once, then records one
+    by one (iter_records), end lines merged as they come. Every malformed line is a
+    RecordingInvalid naming its line; a partial last line (a crash, kill -9 or a full disk
+    mid-write) ends the stream and is counted in `ignored_bytes`."""
+
+    def __init__(self, fh: IO[bytes], name: str = "recording") -> None:
+        self._fh = fh
+        self.name = name
+        self.line_no = 0
+        self.count = 0              # record lines read
+        self.bad = 0                # of those, records that could not be decoded
+        self.ignored_bytes = 0      # a partial last line
+        self.end: Optional[dict[str, Any]] = None
+        self.storms: int = 0        # storm lines read
+        first = self._next()
+        if first is None:
+            raise RecordingInvalid(f"{name} is empty", _NOT_A_RECORDING)
+        self.context, self.meta = self._header(first)
+
+    def _where(self) -> str:
+        return f"{self.name}:{self.line_no}"
+
+    def _next(self) -> Optional[dict[str, Any]]:
+        """The next non-empty line as an object, or None at the end."""
+        while True:
+            line = self._fh.readline(MAX_LINE + 1)
+            if not line:
+                return None
+            self.line_no += 1
+            if len(line) > MAX_LINE:
+                raise RecordingInvalid(f"{self._where()}: a line longer than {MAX_LINE} bytes "
+                                       "(not a recording line)", _NOT_A_RECORDING)
+            whole = line.endswith(b"\n")
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                if not whole and self._fh.readline(1) == b"":
+                    self.ignored_bytes = len(line)
+                    return None
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+                    "not text" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+                    if isinstance(exc, RecursionError) else str(exc))
+                raise RecordingInvalid(f"{self._where()}: not a JSON line ({why})",
+                                       "the file is damaged; a recording is one JSON object per line") from None
+            if not isinstance(obj, dict):
+                raise RecordingInvalid(f"{self._where()}: not a recording line (expected an object)")
+            return obj
+
+    def _header(self, obj: dict[str, Any]) -> tuple[DecodeContext, dict[str, Any]]:
+        if obj.get("format") != MAGIC:
+            raise RecordingInvalid(f"{self.name} is not a tcptrace-explain recording", _NOT_A_RECORDING)
+        if obj.get("version") != VERSION:
+            raise RecordingInvalid(f"{self.name} is recording version {obj.get('version')!r:.40}, this tool "
+                                   f"reads {VERSION}", "replay it with the tcptrace-explain version that recorded it")
+        meta = obj.get("meta") or {}
+        if not isinstance(meta, dict) or not isinstance(obj.get("context"), dict):
+            raise RecordingInvalid(f"{self._where()}: bad header: context and meta must be objects")
+        try:
+            return DecodeContext.from_json(obj["context"]), meta
+        except RecordDecodeError as exc:
+            raise RecordingInvalid(f"{self._where()}: bad header: {exc}") from None
+
+    def iter_raw(self) -> Iterator[tuple[bytes, DecodeContext]]:
+        """Each record's bytes with the context to decode them (a later header, from --append,
+        starts a run with its own context)."""
+        while True:
+            obj = self._next()
+            if obj is None:
+                return
+            if "r" in obj:
+                try:
+                    raw = base64.b64decode(obj["r"], validate=True)
+                except (ValueError, TypeError):
+                    raise RecordingInvalid(f"{self._where()}: bad record encoding") from None
+                self.count += 1
+                yield raw, self.context
+            elif "end" in obj:
+                self._add_end(obj["end"])
+            elif "format" in obj:
+                self.context, _ = self._header(obj)
+
+    def iter_records(self) -> Iterator[Record]:
+        for raw, ctx in self.iter_raw():
+            try:
+                yield decode(raw, ctx)
+            except RecordDecodeError:
+                self.bad += 1
+
+    def _add_end(self, end: Any) -> None:
+        where = self._where()
+        if not isinstance(end, dict):
+            raise RecordingInvalid(f"{where}: bad end line (expected an object)")
+        counters = end.get("counters", {})
+        addrs = end.get("local_addrs", [])
+        names = end.get("netns_names", {})
+        if not (isinstance(counters, dict) and isinstance(addrs, list) and isinstance(names, dict)
+                and all(isinstance(a, str) for a in addrs)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in names.items())):
+            raise RecordingInvalid(f"{where}: bad end line (counters, local_addrs or netns_names of the wrong type)")
+        for k in ("lost", "filtered", "records"):
+            v = counters.get(k, 0)
+            if type(v) is not int or not 0 <= v < _MAX_COUNT:
+                raise RecordingInvalid(f"{where}: bad end line (counter {k} is not a count)")
+        if self.end is None:
+            self.end = dict(end)
+            return
+        # Several runs in one file (--append): their counts add up, addresses and names merge.
+        old = self.end.get("counters", {})
+        merged = dict(counters)
+        for k in ("lost", "filtered", "records"):
+            merged[k] = old.get(k, 0) + counters.get(k, 0)
+        self.end = {**self.end, **end, "counters": merged,
+                    "local_addrs": sorted(set(self.end.get("local_addrs", [])) | set(addrs)),
+                    "netns_names": {**self.end.get("netns_names", {}), **names}}
+
+
+def tail_end(path: str) -> Optional[dict[str, Any]]:
+    """The end line of a recording file, read from its tail without reading the rest (what a
+    replay's --netns needs before it starts); None if there is none or it is unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - MAX_LINE))
+            lines = fh.read(MAX_LINE).split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith(b'{"end"'):
+            try:
+                end = json.loads(line).get("end")
+            except (ValueError, RecursionError):
+                return None
+            return end if isinstance(end, dict) else None
+    return None
+
+
 @dataclass
 class Recording:
+    """A whole recording in memory (merge, tests); replay streams through Reader instead."""
+
     context: DecodeContext
     meta: dict[str, Any]
     raw: list[bytes] = field(default_factory=list)
     end: Optional[dict[str, Any]] = None
     name: str = "recording"   # the file it was read from, for messages
+    # (first index in raw, context) of each run after the first (--append)
+    later: list[tuple[int, DecodeContext]] = field(default_factory=list)
+    ignored_bytes: int = 0
 
 
-def _lines(fh: IO[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        lines = list(fh)
-    except UnicodeDecodeError as exc:
-        raise RecordingInvalid(f"{name} is not text (not a tcptrace-explain recording)",
-                               "record with: sudo tcptrace-explain --record FILE") from exc
-    for n, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecordingInvalid(f"{name}:{n}: not a JSON line ({exc.msg})",
-                                   "the file is damaged; a recording is one JSON object per line") from exc
-
-
-def read(fh: IO[str], name: str = "recording") -> Recording:
-    lines = _lines(fh, name)
-    try:
-        _, header = next(lines)
-    except StopIteration:
-        raise RecordingInvalid(f"{name} is empty", "record with: sudo tcptrace-explain --record FILE") from None
-    if not isinstance(header, dict) or header.get("format") != MAGIC:
-        raise RecordingInvalid(f"{name} is not a tcptrace-explain recording",
-                               "record with: sudo tcptrace-explain --record FILE")
-    if header.get("version") != VERSION:
-        raise RecordingInvalid(f"{name} is recording version {header.get('version')}, this tool reads {VERSION}",
-                               "replay it with the tcptrace-explain version that recorded it")
-    try:
-        ctx = DecodeContext.from_json(header["context"])
-    except (KeyError, RecordDecodeError) as exc:
-        raise RecordingInvalid(f"{name}: bad header: {exc}") from exc
-    rec = Recording(context=ctx, meta=header.get("meta") or {}, name=name)
-    for n, obj in lines:
-        if not isinstance(obj, dict):
-            raise RecordingInvalid(f"{name}:{n}: not a recording line (expected an object)")
-        if "r" in obj:
-            try:
-                rec.raw.append(base64.b64decode(obj["r"], validate=True))
-            except (ValueError, TypeError) as exc:
-                raise RecordingInvalid(f"{name}:{n}: bad record encoding") from exc
-        elif "end" in obj:
-            rec.end = obj["end"]
+def read_all(reader: Reader) -> Recording:
+    rec = Recording(context=reader.context, meta=reader.meta, name=reader.name)
+    ctx = reader.context
+    for raw, c in reader.iter_raw():
+        if c is not ctx:
+            rec.later.append((len(rec.raw), c))
+            ctx = c
+        rec.raw.append(raw)
+    rec.end, rec.ignored_bytes = reader.end, reader.ignored_bytes
     return rec
 
 
-def load(path: str) -> Recording:
+def read(fh: Union[IO[str], IO[bytes]], name: str = "recording") -> Recording:
+    if isinstance(fh, io.TextIOBase):
+        fh = io.BytesIO(fh.read().encode())
+    return read_all(Reader(fh, name))  # type: ignore[arg-type]
+
+
+def open_reader(path: str) -> tuple[Reader, IO[bytes]]:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return read(fh, path)
+        fh = open(path, "rb")
     except OSError as exc:
         raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return Reader(fh, path), fh
+    except BaseException:
+        fh.close()
+        raise
+
+
+def load(path: str) -> Recording:
+    reader, fh = open_reader(path)
+    with fh:
+        try:
+            return read_all(reader)
+        except OSError as exc:
+            raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def decoded(rec: Recording) -> tuple[list[Record], int]:
-    """The recording's records, decoded with its own context, and how many could not be."""
+    """The recording's records, decoded with their run's context, and how many could not be."""
     out: list[Record] = []
     bad = 0
-    for raw in rec.raw:
-        try:
-            out.append(decode(raw, rec.context))
-        except RecordDecodeError:
-            bad += 1
+    bounds = [(0, rec.context)] + rec.later
+    for n, (start, ctx) in enumerate(bounds):
+        stop = bounds[n + 1][0] if n + 1 < len(bounds) else len(rec.raw)
+        for raw in rec.raw[start:stop]:
+            try:
+                out.append(decode(raw, ctx))
+            except RecordDecodeError:
+                bad += 1
     return out, bad
 
 

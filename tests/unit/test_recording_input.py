@@ -1,0 +1,106 @@
+"""Replay input: a partial last line is skipped and counted; every malformed field is a
+RecordingInvalid (rc 10) naming its line, never an internal error."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from tests.unit.helpers import RECORDINGS
+from tracer.model.errors import RecordingInvalid
+from tracer.sinks import recording
+
+REAL = open(RECORDINGS[0], encoding="utf-8").read()
+HEADER, *BODY = REAL.splitlines(keepends=True)
+
+
+def read(text: str) -> recording.Recording:
+    return recording.read(io.BytesIO(text.encode()), "x.jsonl")
+
+
+def test_a_partial_last_line_is_ignored_and_counted():
+    whole = read(REAL)
+    cut = REAL[:-40]                        # kill -9 in the middle of the last line
+    rec = read(cut)
+    assert rec.raw == whole.raw[:len(rec.raw)] and len(rec.raw) >= len(whole.raw) - 1
+    assert rec.ignored_bytes == len(cut) - cut.rfind("\n") - 1
+
+
+def test_a_last_line_missing_only_its_newline_is_kept():
+    rec = read(REAL.rstrip("\n"))
+    assert rec.raw == read(REAL).raw and rec.ignored_bytes == 0
+
+
+def header_with(**context) -> str:
+    h = json.loads(HEADER)
+    h["context"].update(context)
+    return json.dumps(h) + "\n"
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (HEADER + "[" * 100_000 + "]" * 100_000 + "\n", 2, "nested too deeply"),
+    (HEADER + '{"r": ' + "7" * 5000 + "}\n" + BODY[0], 2, "not a JSON line"),
+    (header_with(mono_to_wall_ns=10 ** 30), 1, "clock offset"),
+    (header_with(mono_to_wall_ns="soon"), 1, "bad header"),
+    (header_with(tcp_states=[1, 2]), 1, "bad header"),
+    (json.dumps({**json.loads(HEADER), "meta": [1]}) + "\n", 1, "bad header"),
+    (HEADER + '{"r": 12}\n', 2, "bad record encoding"),
+    (HEADER + '{"r": ["a"]}\n', 2, "bad record encoding"),
+    (HEADER + '"just a string"\n', 2, "expected an object"),
+    (HEADER + '{"end": [1]}\n', 2, "bad end line"),
+    (HEADER + '{"end": {"counters": {"lost": "many"}}}\n', 2, "not a count"),
+    (HEADER + '{"end": {"counters": {"lost": 1e400}}}\n', 2, "not a count"),
+    (HEADER + '{"end": {"local_addrs": "10.0.0.1"}}\n', 2, "wrong type"),
+    (HEADER + '{"end": {"netns_names": {"1": 2}}}\n', 2, "wrong type"),
+    (HEADER + "\xff\xfe\n" + BODY[0], 2, "not a JSON line"),
+    (HEADER + "x" * (recording.MAX_LINE + 10) + "\n", 2, "longer than"),
+])
+def test_malformed_fields_name_their_line(text, line, message):
+    with pytest.raises(RecordingInvalid) as err:
+        read(text)
+    assert message in err.value.message and f"x.jsonl:{line}" in err.value.message, err.value.message
+    assert err.value.exit_code == 10
+
+
+def test_a_file_of_zeros_stops_at_the_line_limit():
+    with pytest.raises(RecordingInvalid) as err:
+        recording.read(io.BytesIO(b"\0" * (3 * recording.MAX_LINE)), "zeros")
+    assert "zeros:1" in err.value.message and "longer than" in err.value.message
+
+
+def test_appended_runs_read_as_one_recording_with_their_counts_added():
+    end = '{"end": {"counters": {"lost": 2, "filtered": 1}, "local_addrs": ["10.0.0.1"]}}\n'
+    one = HEADER + "".join(b for b in BODY if not b.startswith('{"end"')) + end
+    rec = read(one + one)
+    single = read(one)
+    assert rec.raw == single.raw * 2 and rec.end["counters"]["lost"] == 4
+    assert len(recording.decoded(rec)[0]) == 2 * len(recording.decoded(single)[0])
+
+
+def replay(capsys, path) -> tuple[int, list[str], str]:
+    from tracer.cli import main
+
+    rc = main(["replay", "--json", str(path)])
+    out, err = capsys.readouterr()
+    return rc, out.splitlines(), err
+
+
+def test_replay_of_a_truncated_recording_shows_the_rest_and_says_what_it_ignored(tmp_path, capsys):
+    full = tmp_path / "full.jsonl"
+    full.write_text(REAL)
+    rc, events, _ = replay(capsys, full)
+    assert rc == 0 and events
+    cut = tmp_path / "cut.jsonl"
+    body = REAL[:REAL.rfind('{"end"')]              # a run killed before its end line ...
+    cut.write_text(body + body.splitlines(keepends=True)[-1][:50])   # ... in the middle of a record
+    rc, cut_events, err = replay(capsys, cut)
+    assert rc == 0 and cut_events == events and "its last 50 bytes were ignored" in err
+
+
+def test_replay_of_a_malformed_recording_is_rc_10_with_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(HEADER + BODY[0] + '{"r": ' + "9" * 5000 + "}\n")
+    rc, events, err = replay(capsys, bad)
+    assert rc == 10 and f"{bad}:3: not a JSON line" in err and "internal error" not in err
