@@ -42,6 +42,10 @@ Examples:
 """
 
 
+COMPACT_HELP = ("One line per event (time, event, process[pid], local and remote endpoint, state, idle, verdict, "
+                "who) instead of the full explanation.")
+
+
 def filter_options(live: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The bcc-style filters, shared by the live run, replay and the exporter. `live`: say which
     of them the kernel applies (in a replay, all of them judge the recorded events)."""
@@ -150,11 +154,13 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--io-hooks/--no-io-hooks", default=None, hidden=True, help="Force the per-I/O fallback hooks.")
 @click.option("--print-program", is_flag=True, hidden=True, help="Print the compiled configuration and exit.")
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
+@click.option("--compact", is_flag=True, help=COMPACT_HELP)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show versions and detected kernel features.")
 @click.pass_context
 def cli(ctx, /, duration, max_events, as_json, states, record_path, force, append, ready_file,
-        ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color, **filters) -> None:
+        ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color, compact,
+        **filters) -> None:
     """Explain every TCP reset and abort on this host as it happens: which process, how long
     the connection had been idle, who reset it, why, and what to change."""
     if ctx.invoked_subcommand is not None:
@@ -173,7 +179,7 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, force, appen
 
         click.echo(Capture(options).build().describe())
         return
-    sink = JsonSink() if as_json else ConsoleSink(color=color)
+    sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     if not as_json:
         sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {flt.describe()}; "
                     "Ctrl-C for the summary")
@@ -207,9 +213,10 @@ def _existing(record_path: Optional[str], force: bool, append: bool):
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
+@click.option("--compact", is_flag=True, help=COMPACT_HELP)
 @filter_options(live=False)
-@click.option("--color/--no-color", default=None)
-def replay(path, as_json, color, **filters) -> None:
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
+def replay(path, as_json, compact, color, **filters) -> None:
     """Explain a recording made with --record (no root needed)."""
     from tracer.sinks import recording
     from tracer.sinks.console import ConsoleSink
@@ -218,7 +225,7 @@ def replay(path, as_json, color, **filters) -> None:
 
     rec = recording.load(path)
     flt = _event_filter(filters, known_netns=recording.netns_names(rec))
-    sink = JsonSink() if as_json else ConsoleSink(color=color)
+    sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     with _output_may_close():
         do_replay(rec, sink, event_filter=flt)
 

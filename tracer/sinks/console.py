@@ -20,46 +20,61 @@ from rich.text import Text
 from tracer.model.counters import Counters
 from tracer.sinks.base import TableUsage
 from tracer.explain.insights import Insight
-from tracer.explain.rules import Explanation, endpoint
+from tracer.explain.rules import Explanation
 from tracer.explain.storm import StormCount
 from tracer.model.safe import printable
 from tracer.explain.summary import Summary, count_text, service_endpoint
-from tracer.model.verdicts import Who
+from tracer.sinks import layout
 
 MAX_BLOCKS_PER_S = 10
-WHO_STYLE = {Who.LOCAL: "bold yellow", Who.PEER: "bold cyan", Who.MIDDLEBOX: "bold magenta",
-             Who.UNKNOWN: "bold white"}
+UNWRAPPED = 100_000    # rich's width when not a terminal: tables and lines are never wrapped
 LOSS_HINT = "raise --ringbuf-pages"
 
 
-def _proc(e: Explanation) -> str:
-    if not e.pid:
-        return "unknown process"
-    s = f"{printable(e.comm or '?')} (pid {e.pid})"
-    if e.thread:
-        s += f" thread {printable(e.thread)}"
-    return s
-
-
-def _where(e: Explanation) -> str:
-    """The owner's workload (unit, container, pod) and named network namespace, if known."""
-    parts = []
-    if e.cgroup is not None and e.cgroup.workload is not None:
-        parts.append(printable(e.cgroup.workload.describe()))
-    elif e.cgroup is not None and e.cgroup.status != "no_owner":
-        parts.append(f"cgroup unknown ({e.cgroup.status.replace('_', ' ')})")
-    if e.netns_name:
-        parts.append(f"netns {printable(e.netns_name)}")
-    return ", ".join(parts)
+def _isatty(f: IO[str]) -> bool:
+    try:
+        return f.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class ConsoleSink:
-    def __init__(self, out: Optional[IO[str]] = None, color: Optional[bool] = None) -> None:
-        self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=False,
-                               force_terminal=color, no_color=color is False)
+    """`compact`: one line per event (under a column header) instead of the full block.
+
+    Lines wrap (at spaces, with a hanging indent) only when the output is a terminal; piped
+    or redirected, each logical line stays whole. The periodic status line goes to the
+    terminal, or to stderr when stdout is not one, and only when something changed since the
+    last one."""
+
+    def __init__(self, out: Optional[IO[str]] = None, color: Optional[bool] = None, compact: bool = False,
+                 err: Optional[IO[str]] = None) -> None:
+        f = out or sys.stdout
+        self.tty = _isatty(f)
+        # soft_wrap: rich never wraps or crops by itself; layout.wrap decides (terminal only)
+        self.console = Console(file=f, highlight=False, soft_wrap=True, force_terminal=color,
+                               no_color=color is False, width=None if self.tty else UNWRAPPED)
+        self.compact = compact
+        self._status_console = self.console if self.tty else Console(
+            file=err or sys.stderr, highlight=False, soft_wrap=True, force_terminal=color, no_color=color is False)
+        self._last_status: Optional[tuple[Any, ...]] = None
+        self._header_done = False
         self._window = int(time.monotonic())
         self._shown = 0
         self._held: Counter[Any] = Counter()
+
+    @property
+    def width(self) -> Optional[int]:
+        """Wrap width: the terminal's, or None (never wrap) when not a terminal."""
+        return self.console.width if self.tty else None
+
+    def _print(self, lines: Sequence[layout.Line]) -> None:
+        self.console.print(layout.join(lines, self.width))
+
+    def _say(self, t: Text, hang: int = 4, console: Optional[Console] = None) -> None:
+        """A message of one or more lines (split at newlines), wrapped like the events."""
+        c = console or self.console
+        width = (c.width if self.tty else None)
+        c.print(layout.join([layout.Line(p, hang) for p in t.split("\n", allow_blank=True)], width))
 
     # -- events ------------------------------------------------------------------------
     def event(self, e: Explanation) -> None:
@@ -71,40 +86,18 @@ class ConsoleSink:
             self._held[(e.verdict.value, printable(e.comm or "?"), service_endpoint(e))] += 1
             return
         self._shown += 1
-        self.console.print(self.render(e))
+        if self.compact:
+            if not self._header_done:
+                self._header_done = True
+                self._print([layout.Line(layout.compact_header(), 13)])
+            self._print([layout.compact(e)])
+        else:
+            self._print(layout.full(e))
+            self.console.print()
 
     def render(self, e: Explanation) -> Text:
-        t = Text()
-        t.append(e.ts[11:23] + "  ", style="dim")
-        t.append(e.event.replace("_", " ").upper(), style="bold")
-        t.append("  " + _proc(e))
-        if e.host:
-            t.append(f"  on {printable(e.host)}", style="bold")
-        t.append("\n")
-        t.append(f"  {endpoint(e.laddr, e.lport)} -> {endpoint(e.raddr, e.rport)}")
-        t.append(f"  {printable(e.state or 'no socket')}")
-        if e.idle_s is not None:
-            t.append(f"  idle {e.idle_s:.1f} s", style="bold")
-        if e.age_s is not None:
-            t.append(f"  age {e.age_s:.1f} s")
-        if e.errno:
-            t.append(f"  {printable(e.errno)}", style="bold red")
-        if e.reason:
-            t.append(f"  reason {printable(e.reason)}", style="dim")
-        where = _where(e)
-        if where:
-            t.append(f"\n  in {where}", style="dim")
-        t.append("\n  ")
-        t.append(f" {e.verdict.value} ", style="reverse " + WHO_STYLE[e.who])
-        t.append(f"  reset by {e.who.value}, {e.confidence.value} confidence\n")
-        t.append("  why: ", style="bold")
-        t.append(printable(e.explanation) + "\n")
-        for ev in e.evidence:
-            t.append("    - " + printable(ev) + "\n", style="dim")
-        for n, fx in enumerate(e.fix):
-            t.append("  fix: " if n == 0 else "       ", style="bold green")
-            t.append(printable(fx) + "\n")
-        return t
+        """The full block, unwrapped."""
+        return layout.join(layout.full(e), None)
 
     def flush_storm(self) -> None:
         if not self._held:
@@ -116,7 +109,7 @@ class ConsoleSink:
                  style="bold red")
         for (verdict, comm, remote), n in self._held.most_common(5):
             t.append(f"\n    {n} x {verdict}  {comm} -> {remote}")
-        self.console.print(t)
+        self._say(t)
         self._held.clear()
         self._shown = 0
 
@@ -128,7 +121,7 @@ class ConsoleSink:
                  "not sent one by one (over --storm-limit):", style="bold red")
         for b in sorted(buckets, key=lambda b: -b.count)[:5]:
             t.append("\n    " + b.describe())
-        self.console.print(t)
+        self._say(t)
 
     def insight(self, ins: Insight) -> None:
         t = Text()
@@ -137,34 +130,39 @@ class ConsoleSink:
         for n, fx in enumerate(ins.fix):
             t.append("  fix: " if n == 0 else "       ", style="bold green")
             t.append(printable(fx) + "\n")
-        self.console.print(t)
+        self._say(t)
 
     # -- status and end ---------------------------------------------------------------
     def notice(self, message: str) -> None:
-        self.console.print(Text(printable(message), style="bold"))
+        self._say(Text(printable(message), style="bold"))
 
     def status(self, since: str, summary: Summary, counters: Counters) -> None:
+        """On the terminal (else on stderr), and only when a number in it changed."""
+        key = (tuple(sorted(summary.by_event.items())), counters.records, counters.summarized, counters.lost)
+        if key == self._last_status:
+            return
+        self._last_status = key
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_event.items())) or "no events yet"
         t = Text(f"[tracing since {since}] {kinds}; records {counters.records}, summarized "
                  f"{counters.summarized}, lost {counters.lost}", style="dim")
         if counters.lost:
             t.append(f" ({LOSS_HINT})", style="bold red")
-        self.console.print(t)
+        self._say(t, console=self._status_console)
 
     def summary(self, summary: Summary, counters: Counters, seconds: float,
                 tables: Optional[TableUsage] = None) -> None:
         self.flush_storm()
         c = self.console
-        c.print(Text(f"\nSummary: {summary.total} resets and aborts explained in {seconds:.0f} s "
+        self._say(Text(f"\nSummary: {summary.total} resets and aborts explained in {seconds:.0f} s "
                      f"({summary.summarized} of them in storm summaries); records {counters.records}, "
                      f"lost {counters.lost}, filtered {counters.filtered}", style="bold"))
         if tables:
-            c.print(Text("kernel tables: " + ", ".join(f"{k} {u}/{m}" for k, (u, m) in tables.items()),
+            self._say(Text("kernel tables: " + ", ".join(f"{k} {u}/{m}" for k, (u, m) in tables.items()),
                          style="dim"))
         if counters.lost:
-            c.print(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+            self._say(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
         if counters.storm_full:
-            c.print(Text(f"  {counters.storm_full} storm events were counted only in the kernel totals (the storm "
+            self._say(Text(f"  {counters.storm_full} storm events were counted only in the kernel totals (the storm "
                          "summary table was full: too many distinct processes/endpoints at once)", style="bold red"))
         for title, counter in (("verdict", summary.by_verdict), ("process", summary.by_process),
                                ("service endpoint", summary.by_endpoint)):
@@ -180,10 +178,10 @@ class ConsoleSink:
                 table.add_row(Text(label), str(n))
             c.print(table)
         for ins in summary.insights:
-            c.print(Text(f"\n{ins.kind}: " + printable(ins.text), style="bold red"))
+            self._say(Text(f"\n{ins.kind}: " + printable(ins.text), style="bold red"))
         top = summary.top_fix()
         if top is not None:
             t = Text("\nThe one fix that would remove most of them ", style="bold")
             t.append(f"({top.events} x {top.verdict}, {printable(top.processes_text())} -> {top.endpoint}):\n  ")
             t.append(printable(top.fix), style="bold green")
-            c.print(t)
+            self._say(t)
