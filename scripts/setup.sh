@@ -18,11 +18,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-runtime_pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv python3-pip linux-headers-amd64 iproute2)
+runtime_pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv python3-pip linux-headers-amd64 iproute2
+              python3-yaml python3-bcrypt)
 # Components the scenario tests drive for real (lab routers, captures, servers, a real Prometheus,
 # PostgreSQL as a server that forks a backend per accepted connection, curl as short-lived clients;
 # bpftool names the programs whose bpf_stats the benchmark reads, scripts/bench/run.py).
-test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool)
+test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool openssl)
 
 want=("${runtime_pkgs[@]}")
 [ "$runtime_only" -eq 1 ] || want+=("${test_pkgs[@]}")

@@ -309,7 +309,9 @@ deploy/grafana-dashboard.json is a dashboard for the metrics.
               help="Write the port being served to FILE once every probe is attached and the "
                    "server listens (for scripts and tests).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
-def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, **filters) -> None:
+@click.option("--web.config.file", "web_config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="TLS and basic auth, in the Prometheus exporter-toolkit format (README: Running it safely).")
+def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, web_config, **filters) -> None:
     """Serve Prometheus metrics of TCP resets and aborts: by kernel reason, errno, verdict, who
     reset, process and workload, with the idle time before each reset. Counters kept in the
     kernel are read at scrape time; every series the tool can know in advance is served at 0
@@ -320,7 +322,8 @@ def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, 
     host, port = parse_listen(listen)
     flt = _event_filter(filters)
     run_exporter(_kernel_options(flt), host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,
-                 top_workloads=top_workloads, ready_file=ready_file, duration_s=duration, event_filter=flt)
+                 top_workloads=top_workloads, ready_file=ready_file, duration_s=duration, event_filter=flt,
+                 web_config=web_config)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -6,19 +6,18 @@ tracer/sinks/exporter.py; this module runs the capture, the pipeline and the HTT
 
 from __future__ import annotations
 
-import http.server
 import signal
-import socket
+import sys
 import threading
 import time
 from typing import Optional
 
 from prometheus_client.core import CollectorRegistry
-from prometheus_client.exposition import MetricsHandler
 
-from tracer import __version__
+from tracer import __version__, webconfig
 from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.explain.pipeline import Pipeline
+from tracer.httpd import MetricsServer, listen_warning
 from tracer.live import owner_resolver, refresh_scope
 from tracer.kernel import host as kernel
 from tracer.kernel import localaddrs
@@ -43,20 +42,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
                  top_workloads: int = 20,
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None,
-                 event_filter: EventFilter = NO_FILTER) -> None:
+                 event_filter: EventFilter = NO_FILTER, web_config: Optional[str] = None) -> None:
     if ready_file:
         outfile.check(ready_file, "--ready-file")
+    web = webconfig.load(web_config) if web_config else webconfig.WebConfig()
     capture = Capture(options)
     capture.build()
     assert capture.features is not None
@@ -76,13 +68,15 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         collector = KernelCollector(capture, totals, tw, capture.attached(), pipe,
                                     (__version__, loader.bcc_version(), kernel.release()))
         registry.register(collector)
-        server_class = _Server6 if ":" in host else _Server
         try:
-            server = server_class((host, port), MetricsHandler.factory(registry))
+            server = MetricsServer(host, port, registry, web)
         except OSError as exc:
             raise TteError(f"cannot listen on {host}:{port}: {exc.strerror}",
                            "choose another --listen address or port") from None
-        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        warning = listen_warning(host, server.server_address[1], web)
+        if warning:
+            sys.stderr.write(f"tcptrace-explain exporter: {warning}\n")
+        server.start()
         if ready_file:
             outfile.write_small(ready_file, "--ready-file", f"{server.server_address[1]}\n")
         started = last_tw = time.monotonic()
@@ -107,7 +101,6 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
     finally:
         if server is not None:
             server.shutdown()
-            server.server_close()
         if collector is not None:
             with collector.lock:
                 collector.closed = True

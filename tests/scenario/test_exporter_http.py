@@ -1,4 +1,5 @@
-"""The exporter's HTTP side against the real exporter: hostile process names in /metrics."""
+"""The exporter's HTTP side against the real exporter (the real BPF programs loaded): hostile
+process names in /metrics, concurrency, idle and slow clients, early disconnects, routes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import struct
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Iterator, Optional
 
@@ -28,21 +32,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Exporter:
+    def __init__(self, p: subprocess.Popen, port: int, d: str) -> None:
+        self.p, self.port, self.dir = p, port, d
+
+    def stderr(self) -> str:
+        with open(os.path.join(self.dir, "stderr"), encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.p.pid}/task"))
+
+
 @contextlib.contextmanager
-def running_exporter(*extra: str, listen: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen, int, str]]:
-    """A real exporter (the real BPF programs); yields (process, port, temp dir)."""
+def running_exporter(*extra: str, listen: str = "127.0.0.1:0") -> Iterator[Exporter]:
+    """A real exporter (the real BPF programs), stderr in a file (a pipe nobody reads would
+    block it)."""
     d = tempfile.mkdtemp(prefix="tte-http-")
     ready = os.path.join(d, "ready")
     args = [sys.executable, "-m", "tracer.cli", "exporter", "--listen", listen, "--ready-file", ready, *extra]
-    p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = open(os.path.join(d, "stderr"), "w")
+    p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    err.close()
     deadline = time.monotonic() + 90
     try:
         while not os.path.exists(ready) or not open(ready).read().strip():
             if p.poll() is not None or time.monotonic() > deadline:
                 p.kill()
-                raise AssertionError(f"exporter did not start: {p.communicate()}")
+                p.wait()
+                raise AssertionError(f"exporter did not start: {open(os.path.join(d, 'stderr')).read()}")
             time.sleep(0.1)
-        yield p, int(open(ready).read()), d
+        yield Exporter(p, int(open(ready).read()), d)
     finally:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -92,7 +112,8 @@ def wait_for(port: int, pred, timeout: float = 20.0) -> Optional[str]:
 
 def test_hostile_process_names_are_escaped_for_prometheus_client_and_promtool():
     closed = free_port()
-    with running_exporter("--port", str(closed)) as (_, port, _d):
+    with running_exporter("--port", str(closed)) as exp:
+        port = exp.port
         for name in HOSTILE_NAMES:
             connect_refused_as(name, closed)
         want = {n.decode().replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\r", "\\x0d")
@@ -107,3 +128,110 @@ def test_hostile_process_names_are_escaped_for_prometheus_client_and_promtool():
     assert not any(c in text for c in "\x1b\x07\r")
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def exp():
+    with running_exporter("--port", str(free_port())) as e:
+        yield e
+        e.p.send_signal(signal.SIGTERM)
+        e.p.wait(timeout=30)
+        assert e.p.returncode == 0, e.stderr()
+
+
+def test_routes_metrics_index_404_and_methods(exp):
+    status, text = get(exp.port, "/metrics")
+    assert status == 200 and "tcptrace_build_info{" in text
+    status, text = get(exp.port, "/")
+    assert status == 200 and 'href="/metrics"' in text
+    for path in ("/nope", "/metrics/x", "/favicon.ico", "/metricsx"):
+        assert get(exp.port, path)[0] == 404, path
+    req = urllib.request.Request(f"http://127.0.0.1:{exp.port}/metrics", method="POST", data=b"x")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 501
+
+
+def test_listen_backlog_is_not_5(exp):
+    # ss shows a listener's backlog in Send-Q
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{exp.port}"], capture_output=True, text=True).stdout
+    backlog = int(out.split()[2])
+    assert backlog >= 128, out
+
+
+def test_200_concurrent_scrapes_all_answer(exp):
+    n = 200
+    barrier = threading.Barrier(n)
+    times: list[float] = []
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        t = time.monotonic()
+        code, _ = get(exp.port, timeout=30)
+        with lock:
+            times.append(time.monotonic() - t)
+            codes.append(code)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    times.sort()
+    print(f"\n200 concurrent scrapes: p50 {times[n // 2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+    assert codes == [200] * n
+
+
+def test_1000_idle_connections_cost_no_threads_and_are_closed(exp):
+    before = exp.threads()
+    idle = []
+    try:
+        for _ in range(1000):
+            s = socket.create_connection(("127.0.0.1", exp.port), timeout=10)
+            idle.append(s)
+        # and slow clients: a request head trickling in
+        for s in idle[:20]:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+        time.sleep(1.0)
+        during = exp.threads()
+        t = time.monotonic()
+        code, _ = get(exp.port)
+        print(f"\nthreads: {before} before, {during} with 1000 idle connections; "
+              f"a scrape among them took {(time.monotonic() - t) * 1000:.0f} ms")
+        assert code == 200
+        assert during <= before + 4, (before, during)   # at most the worker pool starting up
+        # every one of them is closed by the server after the head timeout (10 s)
+        deadline = time.monotonic() + 20
+        for s in idle:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            assert s.recv(1) == b""
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_early_disconnects_print_no_traceback(exp):
+    for i in range(300):
+        s = socket.create_connection(("127.0.0.1", exp.port), timeout=10)
+        if i % 3 == 0:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x")           # half a head
+        elif i % 3 == 1:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # then gone before the answer
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            s.sendall(b"\x16\x03\x01garbage\r\n\r\n")               # not HTTP at all
+        s.close()
+    time.sleep(1.0)
+    assert get(exp.port)[0] == 200
+    err = exp.stderr()
+    assert "Traceback" not in err and "Exception" not in err, err[-3000:]
+
+
+def test_a_non_loopback_listen_address_is_warned_about(exp):
+    assert "warning" not in exp.stderr()
+    with running_exporter("--port", str(free_port()), listen="0.0.0.0:0") as wide:
+        assert get(wide.port)[0] == 200
+        err = wide.stderr()
+    assert "warning: serving metrics on 0.0.0.0" in err and "without TLS or basic auth" in err, err

@@ -112,3 +112,9 @@ class RecordingStopped(TteError):
     explained and printed to the end; the recording holds every whole line written before."""
 
     exit_code = 13
+
+
+class BadWebConfig(TteError):
+    """--web.config.file cannot be used (a usage error: nothing was started)."""
+
+    exit_code = 2
