@@ -235,3 +235,71 @@ def test_a_non_loopback_listen_address_is_warned_about(exp):
         assert get(wide.port)[0] == 200
         err = wide.stderr()
     assert "warning: serving metrics on 0.0.0.0" in err and "without TLS or basic auth" in err, err
+
+
+def test_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path):
+    import base64
+    import json
+    import ssl
+    import urllib.parse
+
+    import bcrypt
+
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    password = "correct horse"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode().replace("$2b$", "$2y$")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                   f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    (tmp_path / "password").write_text(password)
+    os.chmod(tmp_path, 0o755)
+    with running_exporter("--port", str(free_port()), "--web.config.file", str(web)) as exp:
+        url = f"https://127.0.0.1:{exp.port}/metrics"
+        ctx = ssl.create_default_context(cafile=str(cert))
+        # no credentials: 401; wrong ones: 401; plain HTTP: no answer
+        for auth in (None, "prometheus:wrong", "nobody:" + password):
+            req = urllib.request.Request(url)
+            if auth:
+                req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, context=ctx, timeout=10)
+            assert err.value.code == 401 and "Basic" in err.value.headers["WWW-Authenticate"]
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{exp.port}/metrics", timeout=10).read()
+
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                       "scrape_configs:\n  - job_name: tte\n    scheme: https\n"
+                       f"    tls_config: {{ca_file: '{cert}'}}\n"
+                       f"    basic_auth: {{username: prometheus, password_file: '{tmp_path / 'password'}'}}\n"
+                       f"    static_configs: [{{targets: ['127.0.0.1:{exp.port}']}}]\n")
+        port = free_port()
+        prom = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path}/data",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            target: dict = {}
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as r:
+                        active = json.loads(r.read())["data"]["activeTargets"]
+                    target = active[0] if active else {}
+                    if target.get("health") == "up":
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            assert target.get("health") == "up", target
+            q = urllib.parse.urlencode({"query": "tcptrace_build_info"})
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{q}", timeout=10) as r:
+                result = json.loads(r.read())["data"]["result"]
+            assert result and result[0]["metric"]["job"] == "tte"
+        finally:
+            prom.terminate()
+            prom.wait(timeout=30)
+        assert "Traceback" not in exp.stderr()
