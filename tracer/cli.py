@@ -50,21 +50,40 @@ def filter_options(live: bool) -> Callable[[Callable[..., Any]], Callable[..., A
     """The bcc-style filters, shared by the live run, replay and the exporter. `live`: say which
     of them the kernel applies (in a replay, all of them judge the recorded events)."""
     k = "; in the kernel" if live else ""
+    from tracer.cliparams import IntList, UidList, VerdictList
+
+    ports = IntList(1, 65535, "PORT")
     opts = [
-        click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True,
-                     help=f"Only sockets this process holds (repeatable){k}; an accepted socket is its "
-                          "holder's, not the listener's."),
+        click.option("-p", "--pid", "pids", type=IntList(1, 2**22, "PID"), multiple=True,
+                     help=f"Only sockets these processes hold (comma list, repeatable){k}; an accepted socket "
+                          "is its holder's, not the listener's."),
         click.option("--children", is_flag=True,
                      help="With --pid: also the processes' descendants (a pre-forked server's workers)."),
         click.option("--comm", "comms", multiple=True,
                      help=f"Only sockets owned by processes with this name (repeatable){k}."),
-        click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
-                     help=f"Local or remote port (repeatable){k}."),
+        click.option("--port", "ports", type=ports, multiple=True,
+                     help=f"Local or remote port (comma list, repeatable){k}."),
+        click.option("--lport", "lports", type=ports, multiple=True,
+                     help=f"Local port (comma list, repeatable){k.replace('in the kernel', 'in the kernel as a port of either side')}."),
+        click.option("--rport", "rports", type=ports, multiple=True,
+                     help=f"Remote port (comma list, repeatable){k.replace('in the kernel', 'in the kernel as a port of either side')}."),
+        click.option("-4", "--ipv4", "ipv4", is_flag=True, help="Only IPv4 sockets."),
+        click.option("-6", "--ipv6", "ipv6", is_flag=True, help="Only IPv6 sockets (IPv4-mapped addresses included)."),
+        click.option("--uid", "uids", type=UidList(), multiple=True,
+                     help="Only sockets whose owner runs as this effective uid or user (comma list, repeatable); "
+                          "read from /proc/PID/status, so an event whose owner is unknown does not match."),
+        click.option("--cgroup", "cgroups", multiple=True, metavar="PATH",
+                     help="Only sockets whose owner is in this cgroup v2 or below it (repeatable): a path as in "
+                          "/proc/PID/cgroup (/system.slice/nginx.service) or under the cgroup2 mount; an event whose "
+                          "owner is unknown does not match."),
         click.option("--netns", "netns_specs", multiple=True, metavar="NAME|PATH|INODE",
                      help="Only this network namespace: an `ip netns` name, a namespace file "
                           f"(/proc/PID/ns/net) or its inode (comma list, repeatable){k}."),
         click.option("--remote", "remotes", multiple=True,
                      help="Remote address or CIDR (repeatable)."),
+        click.option("--verdict", "verdicts", type=VerdictList(), multiple=True,
+                     help="Only events with this verdict code (comma list, repeatable), e.g. "
+                          "stale_after_idle,write_after_peer_close."),
     ]
 
     def apply(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,14 +97,20 @@ def _netns_values(specs: tuple[str, ...]) -> list[str]:
     return [v.strip() for spec in specs for v in spec.split(",")]
 
 
-def _event_filter(params: dict[str, Any], known_netns: Optional[dict[int, str]] = None):
+def _event_filter(params: dict[str, Any], known_netns: Optional[dict[int, str]] = None, live: bool = True):
     """EventFilter from the parameters filter_options added (removed from `params`)."""
+    from tracer.cliparams import cgroup_paths, flat
     from tracer.explain.filters import EventFilter
     from tracer.kernel import netns
 
+    v4, v6 = params.pop("ipv4"), params.pop("ipv6")
     return EventFilter(
-        pids=frozenset(params.pop("pids")), children=bool(params.pop("children")),
-        comms=frozenset(params.pop("comms")), ports=frozenset(params.pop("ports")),
+        pids=flat(params.pop("pids")), children=bool(params.pop("children")),
+        comms=frozenset(params.pop("comms")), ports=flat(params.pop("ports")),
+        lports=flat(params.pop("lports")), rports=flat(params.pop("rports")),
+        families=frozenset(f for f, on in (("ipv4", v4), ("ipv6", v6)) if on and not (v4 and v6)),
+        uids=flat(params.pop("uids")), cgroups=cgroup_paths(params.pop("cgroups"), live=live),
+        verdicts=flat(params.pop("verdicts")),
         netns=netns.resolve_all(_netns_values(params.pop("netns_specs")), known=known_netns),
         remotes=tuple(_networks(params.pop("remotes"))),
     )
@@ -224,7 +249,7 @@ def replay(path, as_json, compact, color, **filters) -> None:
     from tracer.live import replay as do_replay
 
     rec = recording.load(path)
-    flt = _event_filter(filters, known_netns=recording.netns_names(rec))
+    flt = _event_filter(filters, known_netns=recording.netns_names(rec), live=False)
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     with _output_may_close():
         do_replay(rec, sink, event_filter=flt)

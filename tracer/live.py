@@ -18,6 +18,7 @@ from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.kernel import host as kernel_host
 from tracer.kernel.attribution import Attributor
 from tracer.kernel.cgroups import CgroupResolver, RecordedCgroups
+from tracer.kernel.uids import RecordedUids, UidResolver
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import procfs
@@ -113,6 +114,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     # Namespace names as events arrive: a container's or a lab's may be gone by the end.
     ns_names = netns_mod.NameCache()
     cgroups = CgroupResolver()
+    uids = UidResolver()
     told_stopped = False
 
     def recording_stopped() -> None:
@@ -126,8 +128,9 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     if ready_file:
         outfile.write_small(ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)
+    attributor = Attributor(cgroups, ns_names.name, uids)
     pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
-                    annotator=Attributor(cgroups, ns_names.name))
+                    annotator=attributor)
     refresh_scope(capture, pipe)
     since = datetime.now().strftime("%H:%M:%S")
     last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
@@ -174,7 +177,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                     break
             if now - last_storm >= 1.0:
                 last_storm = now
-                _storm(capture, sink, summary, event_filter)
+                _storm(capture, sink, summary, event_filter, attributor)
             if now - last_insight >= INSIGHT_EVERY_S:
                 fresh = capture.active_closes()
                 for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
@@ -194,7 +197,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         # Records already in the ring buffer still count: drain and explain them.
         feed(capture.poll(0))
         emit(pipe.release(None))
-        _storm(capture, sink, summary, event_filter)
+        _storm(capture, sink, summary, event_filter, attributor)
     except BrokenPipeError:
         # The reader of our output went away (`| head -1`): the recording is still finished
         # whole (the drain reaches it), then the CLI ends quietly.
@@ -206,6 +209,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
                            "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
                            "cgroups": {str(k): v for k, v in sorted(cgroups.seen.items())},
+                           "uids": {str(k): v for k, v in sorted(uids.seen.items())},
                            "ended_ns": time.monotonic_ns()})
         writer.flush()
         if not out_gone:
@@ -237,8 +241,10 @@ def _strerror(exc: Optional[OSError]) -> str:
     return (exc.strerror or str(exc)) if exc is not None else "no error"
 
 
-def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFilter) -> None:
-    buckets = [b for b in capture.storm() if event_filter.match_storm(b)]
+def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFilter,
+           attributor: Attributor) -> None:
+    buckets = [b for b in capture.storm()
+               if event_filter.match_storm(b, attributor.annotate(b.explained()) if event_filter.judges_storm_explained else None)]
     if buckets:
         sink.storm(buckets)
         summary.add_storm(buckets)
@@ -279,7 +285,11 @@ def recorded_attribution(rec: recording.Recording) -> Attributor:
     cgroups = None
     if isinstance(table, dict):
         cgroups = RecordedCgroups({int(k): v for k, v in table.items() if k.isdigit() and isinstance(v, str)})
-    return Attributor(cgroups, names.get)
+    utable = end.get("uids")
+    uids = None
+    if isinstance(utable, dict):
+        uids = RecordedUids({int(k): v for k, v in utable.items() if k.isdigit() and isinstance(v, int)})
+    return Attributor(cgroups, names.get, uids)
 
 
 def _opts_json(o: Options) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class Explanation:
     # not known; None where nothing looked (tracer/kernel/attribution.py fills it in).
     cgroup: Optional[CgroupInfo] = None
     netns_name: Optional[str] = None   # the `ip netns` name of the event's namespace, if it has one
+    uid: Optional[int] = None          # the owner's effective uid, when it was read (tracer/kernel/uids.py)
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -87,6 +88,8 @@ class Explanation:
             d.update(self.cgroup.to_json())
         if self.netns_name is not None:
             d["netns_name"] = self.netns_name
+        if self.uid is not None:
+            d["uid"] = self.uid
         return d
 
 

@@ -21,20 +21,31 @@ class CgroupSource(Protocol):
     def info(self, pid: Optional[int]) -> CgroupInfo: ...
 
 
+class UidSource(Protocol):
+    def prime(self, pid: int) -> None: ...
+
+    def uid(self, pid: Optional[int]) -> Optional[int]: ...
+
+
 class Attributor:
     """The pipeline's Annotator. `cgroups` None: no cgroup fields (a recording made before
-    they existed); `netns_name`: inode -> name or None."""
+    they existed); `netns_name`: inode -> name or None; `uids`: the owner's uid (--uid)."""
 
-    def __init__(self, cgroups: Optional[CgroupSource], netns_name: Callable[[int], Optional[str]]) -> None:
+    def __init__(self, cgroups: Optional[CgroupSource], netns_name: Callable[[int], Optional[str]],
+                 uids: Optional[UidSource] = None) -> None:
         self.cgroups = cgroups
         self.netns_name = netns_name
+        self.uids = uids
 
     def prime(self, records: Sequence[Record]) -> None:
         for r in records:
             if self.cgroups is not None and r.pid:
                 self.cgroups.prime(r.pid)
+            if self.uids is not None and r.pid:
+                self.uids.prime(r.pid)
             self.netns_name(r.netns)
 
     def annotate(self, e: Explanation) -> Explanation:
         cg = self.cgroups.info(e.pid) if self.cgroups is not None else None
-        return dataclasses.replace(e, cgroup=cg, netns_name=self.netns_name(e.netns) if e.netns else None)
+        uid = self.uids.uid(e.pid) if self.uids is not None else None
+        return dataclasses.replace(e, cgroup=cg, netns_name=self.netns_name(e.netns) if e.netns else None, uid=uid)

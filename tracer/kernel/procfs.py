@@ -54,6 +54,33 @@ def process_cgroup(pid: int, proc: str = "/proc") -> Optional[str]:
         return None
 
 
+def process_uid(pid: int, proc: str = "/proc") -> Optional[int]:
+    """The effective uid of a process (the second field of Uid: in /proc/<pid>/status, what
+    `ps -u` selects by), or None once it is gone."""
+    try:
+        with open(os.path.join(proc, str(pid), "status"), encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
+def cgroup2_mount(mounts: str = "/proc/mounts") -> Optional[str]:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+    hybrid host), from the mount table: never assumed."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                f = line.split()
+                if len(f) > 2 and f[2] == "cgroup2":
+                    return f[1].replace("\\040", " ")
+    except OSError:
+        return None
+    return None
+
+
 def parent(pid: int, proc: str = "/proc") -> Optional[int]:
     """The parent process id (field 4 of /proc/<pid>/stat; the name before it may hold spaces)."""
     try:
