@@ -248,11 +248,10 @@ def replay(path, as_json, compact, color, **filters) -> None:
     from tracer.sinks.jsonl import JsonSink
     from tracer.live import replay as do_replay
 
-    rec = recording.load(path)
-    flt = _event_filter(filters, known_netns=recording.netns_names(rec), live=False)
+    flt = _event_filter(filters, known_netns=recording.netns_names(recording.tail_end(path)), live=False)
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     with _output_may_close():
-        do_replay(rec, sink, event_filter=flt)
+        do_replay(path, sink, event_filter=flt)
 
 
 @cli.command()

@@ -6,12 +6,13 @@ explanations the live run printed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from tracer.explain import insights
 from tracer.explain.filters import NO_FILTER, EventFilter
@@ -25,9 +26,9 @@ from tracer.kernel import procfs
 from tracer.sinks import outfile, recording
 from tracer.kernel.capture import Capture
 from tracer.model.counters import Counters
-from tracer.model.errors import RecordingStopped, RecordsLost
+from tracer.model.errors import RecordingInvalid, RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
-from tracer.explain.pipeline import Pipeline, explain_stream
+from tracer.explain.pipeline import Pipeline
 from tracer.explain.rules import Explanation
 from tracer.model.options import Options
 from tracer.model.record import Record
@@ -250,37 +251,57 @@ def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFi
         summary.add_storm(buckets)
 
 
-def replay(source: Union[str, recording.Recording], sink: Sink,
-           event_filter: EventFilter = NO_FILTER) -> tuple[Summary, list[Explanation]]:
-    rec = recording.load(source) if isinstance(source, str) else source
-    path = source if isinstance(source, str) else rec.name
-    records, bad = recording.decoded(rec)
+# Replay feeds records in chunks and releases what is settled by the newest record's time, as
+# the live run did by the clock: memory stays that of a live run's window, not of the file.
+REPLAY_CHUNK = 4096
+
+
+def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER) -> Summary:
+    """Explain a recording as a stream: constant memory in the file's size."""
+    reader, fh = recording.open_reader(path)
+    with fh:
+        try:
+            return _replay(reader, recording.tail_end(path), sink, event_filter)
+        except OSError as exc:
+            raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
+            event_filter: EventFilter) -> Summary:
     summary = Summary()
-    out = []
     # Holders come from the recording's OWNER records; --pid decides on them as it did live.
     owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None)
-    for e in explain_stream(records, recording.peer_check(rec), owners, recorded_attribution(rec)):
-        if not event_filter.match(e):
-            continue
-        sink.event(e)
-        summary.add(e)
-        out.append(e)
-    end = rec.end if isinstance(rec.end, dict) else {}
-    counters = Counters.replayed(len(rec.raw), end.get("counters", {}))
-    if bad:
-        sink.notice(f"{bad} records in {path} could not be decoded and were skipped")
-    if rec.ignored_bytes:
-        sink.notice(f"{path} ends in a partial line (the run was cut short: a crash, kill -9 or a full disk); "
-                    f"its last {rec.ignored_bytes} bytes were ignored")
+    pipe = Pipeline(recording.peer_check(end), owners, recorded_attribution(end))
+
+    def emit(explained: list[Explanation]) -> None:
+        for e in explained:
+            if event_filter.match(e):
+                sink.event(e)
+                summary.add(e)
+
+    records = reader.iter_records()
+    while True:
+        chunk = list(itertools.islice(records, REPLAY_CHUNK))
+        if not chunk:
+            break
+        pipe.feed(chunk)
+        emit(pipe.release(max(r.ts_ns for r in chunk)))
+    emit(pipe.release(None))
+    counters = Counters.replayed(reader.count, recording.end_of(reader.end).get("counters", {}))
+    if reader.bad:
+        sink.notice(f"{reader.bad} records in {reader.name} could not be decoded and were skipped")
+    if reader.ignored_bytes:
+        sink.notice(f"{reader.name} ends in a partial line (the run was cut short: a crash, kill -9 or a full "
+                    f"disk); its last {reader.ignored_bytes} bytes were ignored")
     sink.summary(summary, counters, 0.0)
-    return summary, out
+    return summary
 
 
-def recorded_attribution(rec: recording.Recording) -> Attributor:
+def recorded_attribution(rec: recording.EndSource) -> Attributor:
     """Replay's cgroups and namespace names: the tables the live run wrote at its end (a
     recording made before cgroups were recorded gives events without cgroup fields)."""
-    end = rec.end if isinstance(rec.end, dict) else {}
-    names = recording.netns_names(rec)
+    end = recording.end_of(rec)
+    names = recording.netns_names(end)
     table = end.get("cgroups")
     cgroups = None
     if isinstance(table, dict):

@@ -364,9 +364,18 @@ def decoded(rec: Recording) -> tuple[list[Record], int]:
     return out, bad
 
 
-def netns_names(rec: Recording) -> dict[int, str]:
+EndSource = Union[Recording, Optional[dict[str, Any]]]
+
+
+def end_of(src: EndSource) -> dict[str, Any]:
+    """A recording's end line (a Recording, or the dict tail_end read), {} if it has none."""
+    end = src.end if isinstance(src, Recording) else src
+    return end if isinstance(end, dict) else {}
+
+
+def netns_names(rec: EndSource) -> dict[int, str]:
     """inode -> `ip netns` name of the namespaces the recording host had named (end line)."""
-    end = rec.end if isinstance(rec.end, dict) else {}
+    end = end_of(rec)
     names = end.get("netns_names", {})
     out: dict[int, str] = {}
     if isinstance(names, dict):
@@ -376,7 +385,7 @@ def netns_names(rec: Recording) -> dict[int, str]:
     return out
 
 
-def peer_check(rec: Recording) -> Callable[[str], Optional[bool]]:
+def peer_check(rec: EndSource) -> Callable[[str], Optional[bool]]:
     """Which addresses were this host's during the run (kept in the end line)."""
-    end = rec.end if isinstance(rec.end, dict) else {}
-    return localaddrs.from_list(end.get("local_addrs", []))
+    addrs = end_of(rec).get("local_addrs", [])
+    return localaddrs.from_list(a for a in addrs if isinstance(a, str)) if isinstance(addrs, list) else localaddrs.from_list([])

@@ -1,0 +1,53 @@
+"""Replay benchmark: time and peak memory of `replay --json` over large recordings.
+
+Builds recordings of each size with scripts/big_recording.py (from the real recordings in
+tests/data/recordings), replays each one as a user would (output to /dev/null) and prints
+wall time, CPU time, records per second and peak RSS. Constant memory shows as the same RSS at
+every size; the target is 1,000,000 records in under 60 s and under 200 MB.
+
+    .venv/bin/python scripts/replay_bench.py --sizes 100000,1000000 --dir /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def replay_once(path: str) -> tuple[float, float, int]:
+    """(wall s, CPU s, peak RSS KiB) of one replay in a fresh process."""
+    t = time.monotonic()
+    with open(os.devnull, "w") as out:
+        p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "replay", "--json", path], cwd=REPO,
+                             stdout=out, stderr=out)
+        _, status, usage = os.wait4(p.pid, 0)    # this child's own rusage
+    wall = time.monotonic() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"replay of {path} failed: rc {p.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100000,1000000", help="records per recording, comma list")
+    ap.add_argument("--dir", default="/tmp", help="where the generated recordings go")
+    a = ap.parse_args()
+    print(f"{'records':>9} {'MB':>6} {'wall s':>7} {'cpu s':>7} {'rec/s':>8} {'peak RSS MB':>11}")
+    for n in (int(x) for x in a.sizes.split(",")):
+        path = os.path.join(a.dir, f"tte-bench-{n}.jsonl")
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.join(REPO, "scripts", "big_recording.py"), "--count", str(n),
+                            path], check=True)
+        wall, cpu, rss = replay_once(path)
+        print(f"{n:>9} {os.path.getsize(path) / 1e6:>6.0f} {wall:>7.1f} {cpu:>7.1f} {n / wall:>8.0f} "
+              f"{rss / 1024:>11.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
