@@ -51,6 +51,13 @@ LAYOUTS = [
     (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{ESC}.slice",
      None, f"kubepods-burstable-pod{ESC}.slice", None, None, UID, "burstable"),
     ("/", None, None, None, None, None, None),
+    # read from inside another cgroup namespace (a DaemonSet pod): relative to the reader's root
+    (f"/../../kubepods-besteffort-pod{ESC}.slice/cri-containerd-{CID}.scope",
+     f"cri-containerd-{CID}.scope", f"kubepods-besteffort-pod{ESC}.slice", "containerd", CID, UID, "besteffort"),
+    (f"/../../../burstable/pod{UID}/{CID}", None, None, None, CID, UID, "burstable"),
+    (f"/../../pod{UID}/{CID}", None, None, None, CID, UID, None),      # QoS not in the path
+    (f"/../../../kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{ESC}.slice/crio-{CID}.scope",
+     f"crio-{CID}.scope", f"kubepods-burstable-pod{ESC}.slice", "cri-o", CID, UID, "burstable"),
 ]
 
 

@@ -16,6 +16,7 @@ as the runtimes and the kubelet create them:
   kubelet, systemd  /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/<container>
                     /kubepods.slice/kubepods-pod<uid>.slice/<container>            (Guaranteed)
   kubelet, cgroupfs /kubepods/burstable/pod<uid>/<id>, /kubepods/pod<uid>/<id>     (Guaranteed)
+  another cgroupns  /../../kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope
 
 Any prefix is allowed (a kind or k3s node runs the kubelet inside a container, so its pods sit
 below the node's own container cgroup); the innermost container and pod win. systemd escapes
@@ -78,7 +79,10 @@ def parse(path: str) -> Workload:
     parts = [p for p in path.split("/") if p]
     unit = slice_ = runtime = cid = pod = None
     qos: Optional[str] = None
-    in_kubepods = False
+    # A path read from inside another cgroup namespace (a DaemonSet pod reading the node's
+    # processes) is relative to that namespace's root and may start below kubepods: /../../
+    # kubepods-besteffort-pod<uid>.slice/... Its pod names still count; its QoS may be unknown.
+    in_kubepods = bool(parts) and parts[0] == ".."
     for i, part in enumerate(parts):
         if part.endswith(_UNIT_SUFFIXES):
             unit = part
@@ -95,11 +99,11 @@ def parse(path: str) -> Workload:
         if part == "kubepods" or part.endswith("kubepods.slice"):
             in_kubepods, pod, qos = True, None, "guaranteed"
             continue
-        if not in_kubepods:
-            continue
-        m = _POD_SLICE.match(part)
+        m = _POD_SLICE.match(part)   # the slice's name says kubepods itself
         if m:
-            pod, qos = _unescape(m.group(2)), m.group(1) or "guaranteed"
+            in_kubepods, pod, qos = True, _unescape(m.group(2)), m.group(1) or "guaranteed"
+            continue
+        if not in_kubepods:
             continue
         m = _POD_DIR.match(part)
         if m:
