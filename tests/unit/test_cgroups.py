@@ -192,3 +192,15 @@ def test_console_names_the_workload_and_the_namespace():
     # (joined: the console's wrapping of piped output is another change's business)
     text = " ".join(out.getvalue().split())
     assert f"in pod {UID} (burstable), container containerd {CID[:12]}, netns blue" in text
+
+
+def test_console_says_nothing_for_the_root_cgroup():
+    import dataclasses
+    import io
+
+    from tracer.sinks.console import ConsoleSink
+
+    out = io.StringIO()
+    ConsoleSink(out=out, color=False).event(dataclasses.replace(_annotated(), cgroup=CgroupInfo.from_path("/"),
+                                                                netns_name=None))
+    assert "\n  in " not in out.getvalue()

@@ -88,7 +88,8 @@ def where(e: Explanation) -> str:
     """The owner's workload (unit, container, pod) and named network namespace, if known."""
     parts = []
     if e.cgroup is not None and e.cgroup.workload is not None:
-        parts.append(printable(e.cgroup.workload.describe()))
+        if e.cgroup.workload.cgroup != "/":   # the root cgroup names nothing worth a line
+            parts.append(printable(e.cgroup.workload.describe()))
     elif e.cgroup is not None and e.cgroup.status != "no_owner":
         parts.append(f"cgroup unknown ({e.cgroup.status.replace('_', ' ')})")
     if e.netns_name:
