@@ -101,3 +101,25 @@ def test_pod_labels_name_pod_and_qos():
     [(labels, v)] = scrape(t, empty())["tcptrace_events_by_workload_total"]
     assert (labels["container"], labels["pod_uid"], labels["pod_qos"], labels["unit"]) == \
         (f"unknown://{cid}", uid, "besteffort", "")
+
+
+def test_dashboard_has_job_and_instance_variables_on_every_query():
+    import json
+    import os
+    import re
+
+    from tests.conftest import REPO
+
+    with open(os.path.join(REPO, "deploy", "grafana-dashboard.json"), encoding="utf-8") as fh:
+        dash = json.load(fh)
+    names = {v["name"] for v in dash["templating"]["list"]}
+    assert {"datasource", "job", "instance"} <= names
+    for panel in dash["panels"]:
+        for t in panel["targets"]:
+            for sel in re.findall(r"\btcptrace_[a-z_]+(\{[^}]*\})?", t["expr"]):
+                assert 'job=~"$job"' in sel and 'instance=~"$instance"' in sel, t["expr"]
+    p50_p90 = [p for p in dash["panels"] if "p50, p90" in p["title"]]
+    assert p50_p90
+    for p in p50_p90:
+        assert sorted(re.match(r"histogram_quantile\(([0-9.]+),", t["expr"]).group(1) for t in p["targets"]) \
+            == ["0.5", "0.9"]
