@@ -94,6 +94,11 @@ def cgroup_tree(rels: list[str]) -> Iterator[tuple[str, str]]:
                 os.rmdir(d)
 
 
+def lab_only(topo: Topology) -> list[str]:
+    """Only the lab's namespaces: the host's own traffic on the same ports stays out."""
+    return ["--netns", f"{topo.client.name},{topo.server.name}"]
+
+
 def spawn_in(topo: Topology, cg_dir: str, port: int) -> subprocess.Popen:
     script = (f"echo $$ > {cg_dir}/cgroup.procs && exec ip netns exec {topo.client.name} "
               f"{sys.executable} -c '{CHILD}' {topo.server.v4} {port}")
@@ -124,9 +129,9 @@ def by_port(out: str) -> dict[int, list[dict]]:
 
 def test_each_runtime_layout_names_the_owner_workload(tmp_path):
     rels = list(LAYOUTS)
-    ports = {rel: 41000 + i for i, rel in enumerate(rels)}
+    ports = {rel: 47000 + i for i, rel in enumerate(rels)}
     with cgroup_tree(rels) as (root, top), Topology.pair() as topo:
-        args = ["--json"] + [a for p in ports.values() for a in ("--port", str(p))]
+        args = ["--json", *lab_only(topo)] + [a for p in ports.values() for a in ("--port", str(p))]
         tracer, _ = start(tmp_path, *args)
         children = {rel: spawn_in(topo, os.path.join(root, top, rel), ports[rel]) for rel in rels}
         try:
@@ -159,9 +164,9 @@ def test_an_owner_gone_before_its_record_is_read_is_said_so(tmp_path):
     record, /proc/<pid> is gone, and the event says so rather than guessing."""
     rel = f"system.slice/docker-{CID}.scope"
     with cgroup_tree([rel]) as (root, top), Topology.pair() as topo:
-        tracer, _ = start(tmp_path, "--json", "--port", "41999")
-        keep = spawn_in(topo, os.path.join(root, top, rel), 41999)
-        gone = spawn_in(topo, os.path.join(root, top, rel), 41999)
+        tracer, _ = start(tmp_path, "--json", *lab_only(topo), "--port", "47999")
+        keep = spawn_in(topo, os.path.join(root, top, rel), 47999)
+        gone = spawn_in(topo, os.path.join(root, top, rel), 47999)
         try:
             refuse(keep)
             time.sleep(0.5)                       # read and attributed while it lives
@@ -184,8 +189,8 @@ def test_replay_gives_the_cgroups_the_live_run_saw(tmp_path):
     rel = f"kubepods/besteffort/pod{UID}/{CID}"
     rec = str(tmp_path / "run.jsonl")
     with cgroup_tree([rel]) as (root, top), Topology.pair() as topo:
-        tracer, _ = start(tmp_path, "--json", "--port", "41998", "--record", rec)
-        child = spawn_in(topo, os.path.join(root, top, rel), 41998)
+        tracer, _ = start(tmp_path, "--json", *lab_only(topo), "--port", "47998", "--record", rec)
+        child = spawn_in(topo, os.path.join(root, top, rel), 47998)
         try:
             refuse(child)
             time.sleep(0.5)

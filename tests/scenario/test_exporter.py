@@ -225,7 +225,9 @@ def test_series_start_at_zero_so_increase_sees_the_first_burst():
     port, n = 42917, 6
     sent = 'tcptrace_resets_total{direction="sent",reason="NO_SOCKET"}'
     refused = 'tcptrace_explained_total{event="reset_received",verdict="connection_refused",who="peer"}'
-    with running_exporter("--port", str(port)) as exp, running_prometheus(exp) as prom:
+    with Topology.pair() as topo, \
+            running_exporter("--port", str(port), "--netns", f"{topo.client.name},{topo.server.name}") as exp, \
+            running_prometheus(exp) as prom:
         # scraped before any event: the series exist, at 0
         deadline = time.monotonic() + 30
         while not (query(prom, sent) and query(prom, refused)) and time.monotonic() < deadline:
@@ -235,7 +237,7 @@ def test_series_start_at_zero_so_increase_sees_the_first_burst():
         assert len(query(prom, 'tcptrace_resets_total{direction="sent"}')) > 10   # every kernel reason
         assert len(query(prom, "tcptrace_explained_total")) > 20                    # every rule
         time.sleep(2)    # a few scrapes at 0
-        with Topology.pair() as topo, in_netns(topo.client.name):
+        with in_netns(topo.client.name):
             for _ in range(n):
                 with socket.socket() as s, contextlib.suppress(ConnectionRefusedError):
                     s.settimeout(5)
