@@ -28,6 +28,7 @@ from tracer.kernel.capture import Capture
 from tracer.model.counters import Counters
 from tracer.model.errors import RecordingInvalid, RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
+from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.pipeline import Pipeline
 from tracer.explain.rules import Explanation
 from tracer.model.options import Options
@@ -131,7 +132,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     local = localaddrs.peer_check(options, capture.features)
     attributor = Attributor(cgroups, ns_names.name, uids)
     pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
-                    annotator=attributor)
+                    annotator=attributor, facts=ProcessFacts())
     refresh_scope(capture, pipe)
     since = datetime.now().strftime("%H:%M:%S")
     last_status = last_pidcheck = last_insight = last_storm = time.monotonic()

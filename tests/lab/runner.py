@@ -18,6 +18,7 @@ from typing import Optional
 from tracer.explain import insights
 from tracer.kernel import localaddrs
 from tracer.explain.pipeline import explain_stream
+from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.rules import Explanation
 from tests.lab.driver import spawn_peer
 from tests.lab.scenarios import IDLE_TOLERANCE_S, INFERRED_TOLERANCE, Expect, Scenario
@@ -34,6 +35,8 @@ class Collector:
     def __init__(self, capture) -> None:
         self.capture = capture
         self.records: list[Record] = []
+        # Runtimes of the processes, read from /proc as their records arrive (they may exit soon)
+        self.facts = ProcessFacts()
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -44,6 +47,8 @@ class Collector:
         while not self._stop.is_set():
             got = self.capture.poll(10)
             if got:
+                for r in got:
+                    self.facts.note(r.pid, r.comm)
                 with self._lock:
                     self.records.extend(got)
 
@@ -154,7 +159,7 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
     raw = [b for b in collector.raw[raw_start:] if _key(b, ctx) in keep]
     deltas = {role: {k: after[role][k] - before[role][k] for k in NSTAT_KEYS} for role in hosts}
     result = RunResult(scenario, truth, records, raw, netns, addrs, deltas, wire_rsts)
-    result.explanations = explain_records(records, addrs)
+    result.explanations = explain_records(records, addrs, collector.facts)
     result.insights = insights.time_wait_pileups(closes_before, closes_after, (until - since) / 1e9)
     return result
 
@@ -164,8 +169,9 @@ def _key(raw: bytes, ctx) -> tuple:
     return (r.ts_ns, r.skaddr, r.type)
 
 
-def explain_records(records: list[Record], local_addrs: list[str]) -> list[Explanation]:
-    return explain_stream(records, localaddrs.from_list(local_addrs))
+def explain_records(records: list[Record], local_addrs: list[str],
+                    facts: Optional[ProcessFacts] = None) -> list[Explanation]:
+    return explain_stream(records, localaddrs.from_list(local_addrs), facts=facts)
 
 
 def check(result: RunResult) -> list[str]:

@@ -3,6 +3,7 @@ contract, inference from state, and idle-time arithmetic."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -81,7 +82,12 @@ def test_stale_after_idle_names_the_nat_gateway_and_the_pool_setting():
     e = explain(Incident(primary=r, peer_local=False))
     assert e.verdict is Verdict.STALE_AFTER_IDLE and e.who.value == "middlebox"
     assert any("AWS NAT Gateway" in ev for ev in e.evidence)
-    assert any("maxIdleTime" in f for f in e.fix) and any("IdleConnTimeout" in f for f in e.fix)
+    assert e.software is not None and e.software["identified"] is False
+    # An unknown runtime ("srv") gets the generic advice, not every runtime's settings.
+    assert not any("maxIdleTime" in f or "IdleConnTimeout" in f for f in e.fix)
+    assert any("if it is AWS NAT Gateway" in f and "evict at about 280 s" in f for f in e.fix)
+    java = explain(Incident(primary=dataclasses.replace(r, comm="java"), peer_local=False))
+    assert "maxIdleTime(Duration.ofMillis(N))" in java.fix[0]
 
 
 def test_keepalive_inference_from_a_pool_reuse_names_nginx():

@@ -11,8 +11,9 @@ do not match.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Callable, Optional
 
+from tracer.explain import procinfo
 from tracer.explain.correlate import Incident
 from tracer.explain.explanation import endpoint
 from tracer.model.record import AF_INET, AF_INET6, FLAG_BITS, Record, RecordType
@@ -64,6 +65,7 @@ class Case:
     # child processes (tracer/explain/owners.py)
     owner_candidates: tuple[int, ...] = ()
     peer_local: Optional[bool] = None     # the remote address belongs to this host
+    runtime: Optional[str] = None         # the owner's runtime (tracer/explain/procinfo.py), when known
 
     def flag(self, name: str) -> bool:
         return name in self.flags
@@ -105,7 +107,10 @@ def _latest(*ts: Optional[int], until: Optional[int] = None) -> Optional[int]:
     return max((t for t in ts if t and (until is None or t <= until)), default=None)
 
 
-def from_incident(inc: Incident) -> Case:
+RuntimeOf = Callable[[int, str], Optional[str]]
+
+
+def from_incident(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Case:
     """The case of a correlated incident (reason still unresolved: see tracer.explain.reasons)."""
     r = inc.primary
     if not r.pid and inc.self_received is not None and inc.self_received.pid:
@@ -137,4 +142,9 @@ def from_incident(inc: Incident) -> Case:
         gap_before_fin_ns=gap_fin, gap_before_close_ns=gap_close,
         self_received=inc.self_received is not None, peer=inc.peer, peer_local=inc.peer_local,
         owner_candidates=r.owner_candidates,
+        runtime=(runtime_of or _comm_runtime)(r.pid, r.comm) if r.pid else None,
     )
+
+
+def _comm_runtime(pid: int, comm: str) -> Optional[str]:
+    return procinfo.runtime_from_comm(comm)

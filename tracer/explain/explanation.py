@@ -54,6 +54,11 @@ class Explanation:
     service: str = ""
     role: Optional[str] = None  # "server" | "client" on this host; None when the event cannot tell
     owner_candidates: tuple[int, ...] = ()  # pid is None: the listener's owner, then its children
+    # Inferred timeouts as [lower, upper] (tracer/explain/bounds.py), by the names of `inferred`.
+    inferred_range: Mapping[str, list[float]] = field(default_factory=dict)
+    # The software whose setting the explanation names: identified (its process) or for example.
+    software: Optional[Mapping[str, object]] = None
+    runtime: Optional[str] = None          # the owner's runtime: python | java | go | node | libpq | hiredis | curl
     # The owner's cgroup and the workload it names (systemd unit, container, pod), or why it is
     # not known; None where nothing looked (tracer/kernel/attribution.py fills it in).
     cgroup: Optional[CgroupInfo] = None
@@ -90,6 +95,12 @@ class Explanation:
             d["netns_name"] = self.netns_name
         if self.uid is not None:
             d["uid"] = self.uid
+        if self.inferred_range:
+            d["inferred_range"] = {k: list(v) for k, v in self.inferred_range.items()}
+        if self.software:
+            d["software"] = dict(self.software)
+        if self.runtime:
+            d["runtime"] = self.runtime
         return d
 
 

@@ -6,8 +6,11 @@ Kept as plain tables so the explainer stays logic and the tables can be reviewed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
+
+from tracer.explain import bounds, software
 
 
 @dataclass(frozen=True)
@@ -53,28 +56,69 @@ def component_near(seconds: Optional[float], ends_with: Optional[str] = None) ->
     return best
 
 
-def pool_idle_fix(limit_s: float) -> list[str]:
-    """Concrete settings that keep a client pool's idle time under limit_s seconds (evicting at
-    80 % of it, always strictly below it; milliseconds where seconds would round badly)."""
-    ms = max(1, int(limit_s * 800))
-    limit = f"{limit_s:.0f} s" if limit_s >= 10 else f"{limit_s:.1f} s"
-    n = f"{ms // 1000} s" if ms >= 10_000 else f"{ms / 1000:.1f} s"
-    java = f"Duration.ofSeconds({ms // 1000})" if ms >= 10_000 else f"Duration.ofMillis({ms})"
-    return [
-        f"keep pooled connections idle for less than {limit}: evict at about {n}",
-        f"Reactor Netty / Spring WebClient: ConnectionProvider.builder(..).maxIdleTime({java})"
-        ".evictInBackground(...)",
-        f"Apache HttpClient: evictIdleConnections({ms}, MILLISECONDS) (4.x: also setConnectionTimeToLive; "
-        "5.x: setConnectionKeepAliveStrategy)",
-        f"Go net/http: Transport.IdleConnTimeout = {ms} * time.Millisecond",
-        "Python requests/urllib3: no idle eviction; retry idempotent requests on ConnectionResetError "
-        "(urllib3 Retry(total=.., allowed_methods=..)) or recreate the Session",
-        f"HikariCP (JDBC): maxLifetime and idleTimeout below {limit} (e.g. {ms} ms)",
-    ]
+def pool_fix(rng: bounds.Range, runtime: Optional[str], protocol: Optional[str],
+             what: str = "the server's idle timeout") -> list[str]:
+    """What keeps a client's pooled connections idle for less than a timeout in `rng`: the
+    settings of the client's own runtime for its protocol first, then the generic advice.
+    Numbers are a fraction of the range's lower bound (tracer/explain/bounds.py); without a
+    lower bound the settings are named with N for the operator to fill in."""
+    if rng.lower > 0:
+        ev = rng.evict_s
+        ms = max(1, math.floor(ev * 1000))
+        sec = f"{math.floor(ev * 10) / 10:g}" if ev >= 1 else f"{ms / 1000:g}"
+        whole = math.floor(ev)
+        values = {"ms": str(ms), "sec": sec, "s_below": sec, "s_int": str(whole),
+                  "ka": str(max(1, math.floor(rng.keepalive_s))),
+                  "java": f"Duration.ofSeconds({whole})" if ms >= 10_000 else f"Duration.ofMillis({ms})"}
+        generic = (f"keep pooled connections idle for less than {bounds.fmt_s(rng.lower)} ({what} is "
+                   f"{range_words(rng)}): evict at about {bounds.fmt_s(ev)}")
+    else:
+        values = {k: "N" for k in ("ms", "sec", "s_below", "s_int", "ka")}
+        values["java"] = "Duration.ofMillis(N)"
+        whole = -1
+        generic = (f"keep pooled connections idle for less than {what}, which is at most "
+                   f"{up(rng.upper)} here but not bounded from below by this event: find the "
+                   "setting, then evict at 80 % of it (N below)")
+    lines = []
+    for setting in _settings(runtime, protocol):
+        if "CURLOPT_MAXAGE_CONN" in setting and whole == 0:
+            setting = "curl/libcurl: the limit is under 1 s, below CURLOPT_MAXAGE_CONN's unit: CURLOPT_FORBID_REUSE 1"
+        lines.append(setting.format(**values))
+    return lines + [generic]
 
 
-def keepalive_fix(limit_s: float) -> str:
-    n = max(1, int(limit_s * 0.5))
-    return (f"or enable TCP keepalive probes more often than every {limit_s:.0f} s: SO_KEEPALIVE with "
+def _settings(runtime: Optional[str], protocol: Optional[str]) -> tuple[str, ...]:
+    if runtime is None:
+        return ()
+    table = software.CLIENT_SETTINGS.get(runtime, {})
+    # An unknown protocol: the runtime's HTTP clients, the most common pools (each line names its library).
+    return table.get(protocol or "http", ()) + table.get("*", ())
+
+
+def range_words(rng: bounds.Range) -> str:
+    if rng.lower == rng.upper:
+        return bounds.fmt_s(rng.lower)
+    return f"between {bounds.fmt_s(rng.lower)} and {up(rng.upper)}"
+
+
+def up(s: float) -> str:
+    """An upper bound rounded UP, so the printed range still contains the value."""
+    if s >= 10:
+        return f"{math.ceil(s)} s"
+    if s >= 1:
+        return f"{math.ceil(s * 10) / 10:.1f} s"
+    return f"{math.ceil(s * 1000)} ms"
+
+
+def keepalive_fix(rng: bounds.Range) -> str:
+    if rng.lower <= 0:
+        return ("or enable TCP keepalive probes more often than the middlebox's idle timeout: SO_KEEPALIVE with "
+                "TCP_KEEPIDLE below it (Java: ExtendedSocketOptions.TCP_KEEPIDLE; Netty: "
+                "EpollChannelOption.TCP_KEEPIDLE)")
+    if rng.keepalive_s < 1:
+        return ("TCP keepalive probes cannot be safely below a timeout that may be as short as "
+                f"{bounds.fmt_s(rng.lower)} (TCP_KEEPIDLE counts whole seconds): evict idle connections instead")
+    n = math.floor(rng.keepalive_s)
+    return (f"or enable TCP keepalive probes more often than every {bounds.fmt_s(rng.lower)}: SO_KEEPALIVE with "
             f"TCP_KEEPIDLE={n} TCP_KEEPINTVL={max(1, n // 4)} TCP_KEEPCNT=3 "
             f"(Java: ExtendedSocketOptions.TCP_KEEPIDLE; Netty: EpollChannelOption.TCP_KEEPIDLE)")

@@ -16,6 +16,7 @@ from tracer.explain import crosshost
 from tracer.explain.correlate import Correlator, Incident
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.pairing import HostStream, Pairing, seq_json
+from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.rules import Explanation, explain
 from tracer.model.counters import Counters
 from tracer.model.record import Record
@@ -34,15 +35,21 @@ class Annotator(Protocol):
 
 class Pipeline:
     def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None,
-                 annotator: Optional[Annotator] = None) -> None:
+                 annotator: Optional[Annotator] = None, facts: Optional[ProcessFacts] = None) -> None:
         self._corr = Correlator(peer_is_local=peer_is_local, owners=owners)
         self._annotator = annotator
+        # Live runs read each process's runtime from /proc as its first record arrives; replay
+        # has only the recorded process names (tracer/explain/procinfo.py).
+        self._facts = facts
 
     def feed(self, records: Iterable[Record]) -> None:
+        batch = list(records)
         if self._annotator is not None:
-            records = list(records)
-            self._annotator.prime(records)
-        self._corr.feed(records)
+            self._annotator.prime(batch)
+        if self._facts is not None:
+            for r in batch:
+                self._facts.note(r.pid, r.comm)
+        self._corr.feed(batch)
 
     def release(self, now_ns: Optional[int]) -> list[Explanation]:
         """Explanations of every incident settled by ``now_ns`` (None: all of them)."""
@@ -50,7 +57,8 @@ class Pipeline:
 
     def release_explained(self, now_ns: Optional[int]) -> list[tuple[Incident, Explanation]]:
         """Like release(), with the incident each explanation is about (for merges)."""
-        out = [(inc, _with_seq(inc, explain(inc))) for inc in self._corr.release(now_ns)]
+        runtime_of = self._facts.runtime if self._facts is not None else None
+        out = [(inc, _with_seq(inc, explain(inc, runtime_of))) for inc in self._corr.release(now_ns)]
         if self._annotator is not None:
             out = [(inc, self._annotator.annotate(e)) for inc, e in out]
         return out
@@ -74,9 +82,11 @@ def _with_seq(inc: Incident, e: Explanation) -> Explanation:
 
 
 def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None,
-                   owners: Optional[OwnerResolver] = None, annotator: Optional[Annotator] = None) -> list[Explanation]:
-    """A whole, finished stream (a recording, a test's records) explained at once."""
-    p = Pipeline(peer_is_local, owners, annotator)
+                   owners: Optional[OwnerResolver] = None, annotator: Optional[Annotator] = None,
+                   facts: Optional[ProcessFacts] = None) -> list[Explanation]:
+    """A whole, finished stream (a recording, a test's records) explained at once; `facts`
+    already noted while the processes lived (tests/lab/runner.py), else names only."""
+    p = Pipeline(peer_is_local, owners, annotator, facts)
     p.feed(records)
     return p.release(None)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from tracer.explain import knowledge, reasons, texts
-from tracer.explain.case import Case, from_incident
+from tracer.explain import bounds, knowledge, reasons, software, texts
+from tracer.explain.case import Case, RuntimeOf, from_incident
 from tracer.explain.correlate import Incident
 from tracer.explain.explanation import Explanation, dur, endpoint, errno_text, iso, secs
 from tracer.model.record import OWNER_FROM_PROCFS, Record, RecordType
@@ -54,6 +54,8 @@ class Judgement:
     inferred: dict[str, float] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
     rule: str = ""
+    ranges: dict[str, list[float]] = field(default_factory=dict)   # inferred timeouts as [lower, upper]
+    software: dict[str, object] = field(default_factory=dict)      # the server named, and how sure
 
 
 More = Callable[[Case, Judgement], None]
@@ -206,15 +208,56 @@ def _close_gap(c: Case, j: Judgement) -> None:
         # The closer is this process: its name is known, so no well-known component is named.
         j.inferred["local_idle_close_s"] = round(gap / 1e9, 3)
         j.evidence.append(texts.EV_LOCAL_IDLE_CLOSE.format(me=me, gap=dur(gap)))
+        srv = software.server(c.comm, c.thread) if c.pid else None
+        if srv is not None:
+            rng = bounds.server_timeout(gap / 1e9, srv)
+            j.ranges["local_idle_close_s"] = rng.json()
+            j.software = {"name": srv.product, "setting": srv.setting, "default": srv.default, "pid": c.pid,
+                          "identified": True, "confidence": Confidence.HIGH.value}
+            j.evidence.append(texts.EV_LOCAL_SERVER_SETTING.format(me=me, product=srv.product, setting=srv.setting,
+                                                                   default=srv.default))
+
+
+def peer_server(c: Case) -> Optional[software.Server]:
+    """The server software on the other end, when that end is on this host and its process is known."""
+    p = c.peer
+    if p is None or not p.pid:
+        return None
+    return software.server(p.comm, p.thread)
+
+
+def _name_server(c: Case, j: Judgement, observed_s: float) -> bounds.Range:
+    """The server's idle timeout as a range, the software and setting named when identified
+    (its process on this host), else a well-known timeout "for example" (medium confidence)."""
+    srv = peer_server(c)
+    rng = bounds.server_timeout(observed_s, srv)
+    j.ranges["peer_keepalive_timeout_s"] = rng.json()
+    words = knowledge.range_words(rng)
+    if srv is not None and c.peer is not None:
+        j.software = {"name": srv.product, "setting": srv.setting, "default": srv.default, "pid": c.peer.pid,
+                      "identified": True, "confidence": Confidence.HIGH.value}
+        j.evidence.append(texts.EV_SERVER_IDENTIFIED.format(proc=proc(c.peer.pid, c.peer.comm), product=srv.product,
+                                                           setting=srv.setting, range=words, default=srv.default))
+        return rng
+    comp = knowledge.component_near(observed_s, "fin")
+    j.evidence.append(texts.EV_SERVER_KEEPALIVE.format(range=words) + (
+        texts.EV_FOR_EXAMPLE.format(component=comp.component) if comp else ""))
+    if comp:
+        j.software = {"name": comp.component, "identified": False, "confidence": Confidence.MEDIUM.value}
+    return rng
+
+
+def _client_runtime_fix(c: Case, j: Judgement, rng: bounds.Range, what: str = "the server's idle timeout") -> None:
+    proto = software.protocol(peer_server(c), c.rport if c.role != "server" else c.lport)
+    j.fix[:0] = knowledge.pool_fix(rng, c.runtime, proto, what)
 
 
 def _server_keepalive(c: Case, j: Judgement) -> None:
     assert c.gap_before_fin_ns is not None
-    limit = c.gap_before_fin_ns / 1e9
-    comp = knowledge.component_near(limit, "fin")
-    j.fix[:0] = knowledge.pool_idle_fix(limit)
-    j.inferred["peer_keepalive_timeout_s"] = round(limit, 3)
-    j.evidence.append(texts.EV_SERVER_KEEPALIVE.format(limit=secs(limit)) + (f": {comp.component}" if comp else ""))
+    observed = c.gap_before_fin_ns / 1e9
+    rng = _name_server(c, j, observed)
+    _client_runtime_fix(c, j, rng)
+    j.inferred["peer_keepalive_timeout_s"] = round(observed, 3)
 
 
 def _client_timeout(c: Case, j: Judgement) -> None:
@@ -234,18 +277,24 @@ def _peer_evidence(more: Optional[More] = None) -> More:
 
 def _pool_fix(c: Case, j: Judgement) -> None:
     assert c.idle_s
-    j.fix[:0] = knowledge.pool_idle_fix(c.idle_s)
+    _client_runtime_fix(c, j, _name_server(c, j, c.idle_s))
 
 
 def _stale_idle(c: Case, j: Judgement) -> None:
     idle = c.idle_s or 0.0
+    rng = bounds.middlebox_timeout(idle)
+    j.ranges["middlebox_idle_timeout_s"] = rng.json()
     # Only components that forget flows and answer with a reset: servers that close with a FIN
     # (nginx, Tomcat, ALB...) leave CLOSE_WAIT, which is another verdict.
     comp = knowledge.component_near(idle, "reset")
-    j.fix[:0] = knowledge.pool_idle_fix(idle) + [knowledge.keepalive_fix(idle)]
+    _client_runtime_fix(c, j, rng, "the middlebox's idle timeout")
+    j.fix.append(knowledge.keepalive_fix(rng))
+    j.evidence.append(texts.EV_MIDDLEBOX_RANGE.format(upper=knowledge.up(rng.upper)))
     if comp:
         j.evidence.append(texts.EV_NEAR_COMPONENT.format(idle=secs(idle), component=comp.component))
-        j.inferred["middlebox_idle_timeout_s"] = comp.seconds
+        j.fix.insert(len(j.fix) - 1, texts.FIX_IF_COMPONENT.format(
+            component=comp.component, evict=bounds.fmt_s(comp.seconds * bounds.EVICT_FRACTION)))
+        j.software = {"name": comp.component, "identified": False, "confidence": Confidence.MEDIUM.value}
     j.evidence.append(texts.EV_FIRST_SEND)
 
 
@@ -414,8 +463,9 @@ def explain_case(c: Case) -> Explanation:
         evidence=tuple(j.evidence + facts(c)), fix=tuple(j.fix), netns=c.netns,
         inferred=j.inferred, peer=peer, ts_ns=c.ts_ns, accepted=c.flag("accepted") or c.state == "LISTEN",
         service=c.service, role=c.role, owner_candidates=c.owner_candidates,
+        inferred_range=j.ranges, software=j.software or None, runtime=c.runtime,
     )
 
 
-def explain(inc: Incident) -> Explanation:
-    return explain_case(from_incident(inc))
+def explain(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Explanation:
+    return explain_case(from_incident(inc, runtime_of))

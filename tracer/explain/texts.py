@@ -279,7 +279,14 @@ EV_OWNER_UNRESOLVED = ("the holder is not known: the connection was accepted on 
 EV_READ_TIMEOUT = "{me} closed {gap} after its last data: likely its read timeout"
 EV_LOCAL_IDLE_CLOSE = ("{me} closed after {gap} without traffic: its own idle (keep-alive) timeout; clients must "
                        "keep their pool idle time below it")
-EV_SERVER_KEEPALIVE = "the server's idle (keep-alive) timeout is about {limit}"
+EV_SERVER_KEEPALIVE = "the server's idle (keep-alive) timeout is {range} (from the idle before its FIN)"
+EV_FOR_EXAMPLE = "; the server is not identified: for example {component}"
+EV_SERVER_IDENTIFIED = ("{product} ({proc} on this host) closes idle connections after its {setting} "
+                        "(default {default}): here {range}")
+EV_LOCAL_SERVER_SETTING = "that timeout is {product}'s {setting} (default {default})"
+EV_MIDDLEBOX_RANGE = ("the middlebox's idle timeout is at most {upper} (the flow was forgotten during the idle); one "
+                      "event does not bound it from below")
 EV_CLIENT_TIMEOUT = "the client closed {gap} after the last data: likely its read timeout"
-EV_NEAR_COMPONENT = "{idle} idle is just above the {component} timeout"
+EV_NEAR_COMPONENT = "{idle} idle is just above the {component} timeout: for example that one (not identified)"
+FIX_IF_COMPONENT = "if it is {component}: evict at about {evict}"
 EV_FIRST_SEND = "the reset answered the first send after the idle period"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Optional
+import struct
+from typing import BinaryIO, Iterable, Optional
 
 _SOCKET_RE = re.compile(r"^socket:\[(\d+)\]$")
 
@@ -299,3 +300,91 @@ def startup_owners(pids: frozenset[int] = frozenset(), children: bool = False, l
     listeners = {key: (root[0], root[1], not pids or bool(held & wanted))
                  for key, (root, held) in listening_owners(holders, proc).items()}
     return owners, listeners
+
+
+# ------------------------------------------------------------------ facts about a process -----
+# What the explainer's runtime detection (tracer/explain/procinfo.py) reads. Every /proc read
+# about a process goes through one of these small functions, so a privileged broker can serve
+# them once the tracer has dropped its privileges.
+
+def exe(pid: int, proc: str = "/proc") -> Optional[str]:
+    """The path of the process's executable (/proc/<pid>/exe), or None if unreadable."""
+    try:
+        return os.readlink(os.path.join(proc, str(pid), "exe"))
+    except OSError:
+        return None
+
+
+def cmdline(pid: int, proc: str = "/proc", limit: int = 4096) -> Optional[list[str]]:
+    try:
+        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as fh:
+            raw = fh.read(limit)
+    except OSError:
+        return None
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def mapped_files(pid: int, proc: str = "/proc", limit: int = 4096) -> Optional[list[str]]:
+    """The files mapped into the process (/proc/<pid>/maps), each once, in map order; at most
+    `limit` distinct paths."""
+    out: list[str] = []
+    seen: set[str] = set()
+    try:
+        with open(os.path.join(proc, str(pid), "maps"), encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                f = line.split(None, 5)
+                if len(f) == 6 and f[5].startswith("/"):
+                    path = f[5].rstrip("\n")
+                    if path not in seen:
+                        seen.add(path)
+                        out.append(path)
+                        if len(out) >= limit:
+                            break
+    except OSError:
+        return None
+    return out
+
+
+_GO_MAGIC = b"\xff Go buildinf:"
+
+
+def go_build_version(pid: int, proc: str = "/proc") -> Optional[str]:
+    """The Go version a binary was built with, from its ELF .go.buildinfo section (Go 1.13+),
+    read through /proc/<pid>/exe: "go1.22.1", "go" when the section holds no inline version
+    (before Go 1.18), None for a non-Go (or unreadable) executable."""
+    try:
+        with open(os.path.join(proc, str(pid), "exe"), "rb") as fh:
+            return elf_go_version(fh)
+    except OSError:
+        return None
+
+
+def elf_go_version(fh: BinaryIO) -> Optional[str]:
+    head = fh.read(64)
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2:   # ELF64 only
+        return None
+    end = "<" if head[5] == 1 else ">"
+    shoff, = struct.unpack_from(end + "Q", head, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", head, 0x3A)
+    if not shoff or shentsize < 64 or not 0 < shnum <= 4096 or shstrndx >= shnum:
+        return None
+    fh.seek(shoff)
+    table = fh.read(shentsize * shnum)
+    if len(table) < shentsize * shnum:
+        return None
+    sections = [struct.unpack_from(end + "IIQQQQ", table, i * shentsize) for i in range(shnum)]
+    _, _, _, _, str_off, str_size = sections[shstrndx]
+    fh.seek(str_off)
+    names = fh.read(min(str_size, 1 << 20))
+    for name_off, _, _, _, off, size in sections:
+        if names[name_off:].split(b"\0", 1)[0] == b".go.buildinfo":
+            fh.seek(off)
+            data = fh.read(min(size, 64 + 256))
+            if not data.startswith(_GO_MAGIC):
+                return None
+            if len(data) > 32 and data[15] & 2:     # Go 1.18+: version string inline at 32
+                n, pos = data[32], 33               # a uvarint; versions are shorter than 128
+                if n < 128 and len(data) >= pos + n:
+                    return data[pos:pos + n].decode("ascii", "replace")
+            return "go"
+    return None
