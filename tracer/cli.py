@@ -194,6 +194,9 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, force, appen
     from tracer.sinks.jsonl import JsonSink
     from tracer.live import RunLimits, run_live
 
+    from tracer.kernel import preflight
+
+    preflight.check_privileges()      # before anything else: no other error stands in for it
     existing = _existing(record_path, force, append)
     flt = _event_filter(filters)
     options = _kernel_options(flt, states=states, io_hooks=io_hooks, ringbuf_pages=ringbuf_pages,
@@ -205,12 +208,13 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, force, appen
         click.echo(Capture(options).build().describe())
         return
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
-    if not as_json:
-        sink.notice(f"tcptrace-explain {__version__}: tracing TCP resets and aborts of {flt.describe()}; "
-                    "Ctrl-C for the summary")
+    from tracer.kernel import netns
+
+    banner = None if as_json else (f"tcptrace-explain {__version__}: tracing TCP resets and aborts of "
+                                   f"{flt.describe(netns.names() if flt.netns else None)}; Ctrl-C for the summary")
     with _output_may_close():
         run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt,
-                 record_existing=existing)
+                 record_existing=existing, banner=banner)
 
 
 @contextlib.contextmanager
@@ -277,10 +281,10 @@ def doctor() -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from tracer.doctor import run_checks
+    from tracer.doctor import privileged, run_checks
 
     checks, _ = run_checks()
-    con = Console(highlight=False)
+    con = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     bad = 0
     for c in checks:
         mark, style = ("ok", "green") if c.ok else (("FAIL", "bold red") if c.required else ("warn", "yellow"))
@@ -291,6 +295,10 @@ def doctor() -> None:
         if not c.ok and c.fix:
             t.append(f"\n      fix: {c.fix}", style="bold")
         con.print(t)
+    if not privileged(checks):
+        # exit 3 like a live run: what to fix first is the privileges, whatever else is found
+        con.print(Text("not privileged: fix the privileges first (exit 3)", style="bold red"))
+        sys.exit(3)
     con.print(Text("ready to trace" if not bad else f"{bad} problem(s) to fix first",
                    style="bold green" if not bad else "bold red"))
     if bad:
@@ -341,8 +349,10 @@ def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, 
     kernel are read at scrape time; every series the tool can know in advance is served at 0
     from the start, so rate() and increase() see the first burst. The filters apply as in a
     live run."""
+    from tracer.kernel import preflight
     from tracer.serve import parse_listen, run_exporter
 
+    preflight.check_privileges()
     host, port = parse_listen(listen)
     flt = _event_filter(filters)
     run_exporter(_kernel_options(flt), host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,

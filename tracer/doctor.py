@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from tracer.kernel import host as kernel
-from tracer.kernel import loader
+from tracer.kernel import loader, preflight
 from tracer.kernel.loader import CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE
 from tracer.kernel import program
 from tracer.kernel.btf import Btf, BtfError
@@ -28,13 +28,21 @@ class Check:
     required: bool = True
 
 
+PRIVILEGES = "privileges"
+
+
 def _privileges() -> Check:
+    """First, so that a missing privilege is reported as such, never as a missing feature."""
     if os.geteuid() == 0:
-        return Check("privileges", True, "running as root")
-    if loader.has_bpf_caps():
-        return Check("privileges", True, "CAP_BPF and CAP_PERFMON")
-    return Check("privileges", False, "not root and no CAP_BPF + CAP_PERFMON",
-                 "run with sudo (or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)")
+        return Check(PRIVILEGES, True, "running as root")
+    problem = preflight.privilege_problem()
+    if problem is None:
+        return Check(PRIVILEGES, True, "CAP_BPF and CAP_PERFMON, and tracefs is readable")
+    return Check(PRIVILEGES, False, f"uid {os.geteuid()}: {problem.message}", problem.remedy)
+
+
+def privileged(checks: list[Check]) -> bool:
+    return all(c.ok for c in checks if c.name == PRIVILEGES)
 
 
 def _bcc() -> Check:
@@ -72,6 +80,12 @@ def _owner_lookup() -> Check:
 def run_checks() -> tuple[list[Check], Optional[Features]]:
     checks = [_privileges(), _bcc(), _headers(), _owner_lookup()]
     features = None
+    unreadable = preflight.unreadable_tracefs()
+    if unreadable is not None:
+        # Not a missing tracefs: this user may not read it. The tracepoints are not checked.
+        checks.append(Check("tracefs", False, f"{unreadable} is readable by root only: tracepoints not checked",
+                            "run doctor as root for the full report", required=False))
+        return checks + _btf_and_hz(), None
     try:
         tracefs = find_tracefs()
         features = read_features(tracefs)
@@ -92,6 +106,11 @@ def run_checks() -> tuple[list[Check], Optional[Features]]:
                             f"{len(reasons)} names from the kernel (tcp_send_reset reason)" if reasons
                             else "none: reasons are inferred from state and context (marked inferred:NAME)",
                             required=False))
+    return checks + _btf_and_hz(), features
+
+
+def _btf_and_hz() -> list[Check]:
+    checks: list[Check] = []
     btf = None
     if kernel.btf_present():
         try:
@@ -112,4 +131,4 @@ def run_checks() -> tuple[list[Check], Optional[Features]]:
     hz = kernel.detect_hz()
     checks.append(Check("kernel HZ", hz is not None, f"{hz}" if hz else "unknown",
                         "" if hz else "report this kernel to the project"))
-    return checks, features
+    return checks

@@ -77,7 +77,8 @@ def refresh_scope(capture: Capture, pipe: Pipeline) -> None:
 
 def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optional[str] = None,
              ready_file: Optional[str] = None, event_filter: EventFilter = NO_FILTER,
-             record_existing: outfile.Existing = outfile.Existing.REFUSE) -> Summary:
+             record_existing: outfile.Existing = outfile.Existing.REFUSE, banner: Optional[str] = None) -> Summary:
+    """`banner`: shown once every probe is attached (never before a failure to start)."""
     stop = _Stop()
     old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     writer: Optional[recording.RecordingWriter] = None
@@ -97,7 +98,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
         assert capture.context is not None and capture.features is not None
         if rec_fd >= 0:
             writer = recording.RecordingWriter(rec_fd, capture.context, meta=_meta(options, capture))
-        return _run(capture, options, sink, limits, stop, writer, ready_file, event_filter)
+        return _run(capture, options, sink, limits, stop, writer, ready_file, event_filter, banner)
     finally:
         if capture is not None:
             capture.close()
@@ -109,7 +110,7 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
 
 def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop: _Stop,
          writer: Optional[recording.RecordingWriter], ready_file: Optional[str],
-         event_filter: EventFilter) -> Summary:
+         event_filter: EventFilter, banner: Optional[str] = None) -> Summary:
     assert capture.context is not None and capture.features is not None
     summary = Summary()
     started = time.monotonic()
@@ -127,6 +128,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                         "file; tracing goes on")
 
     capture.start(raw_sink=writer.write if writer else None)
+    if banner:
+        sink.notice(banner)
     if ready_file:
         outfile.write_small(ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)

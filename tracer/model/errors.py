@@ -25,15 +25,19 @@ class TteError(Exception):
         return str(self.args[0]) if self.args else self.__class__.__name__
 
 
+# Capabilities for this tool alone: never for a shared interpreter (setcap on /usr/bin/python3
+# would give them to every Python program on the host).
+CAPABILITY_ADVICE = ("run it as root (sudo), or give the capabilities to this tool alone: a systemd unit with "
+                     "AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_DAC_READ_SEARCH (the last one lets a uid other than 0 "
+                     "read tracefs; deploy/tcptrace-explain-exporter.service is such a unit); never setcap the "
+                     "Python interpreter: every Python program would get them")
+
+
 class NotPrivileged(TteError):
     exit_code = 3
 
-    def __init__(self) -> None:
-        super().__init__(
-            "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON",
-            "run with sudo, or grant the capabilities: "
-            "sudo setcap cap_bpf,cap_perfmon,cap_sys_resource+ep <python binary>",
-        )
+    def __init__(self, message: str = "loading BPF programs needs root, or CAP_BPF and CAP_PERFMON") -> None:
+        super().__init__(message, CAPABILITY_ADVICE)
 
 
 class BccMissing(TteError):
