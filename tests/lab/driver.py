@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any, Optional
 
+from tests.lab.timing import wait
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -23,7 +25,7 @@ class PeerProc:
         self.pid: Optional[int] = None
 
     def next(self, op: Optional[str] = None, timeout: float = 15.0) -> dict:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait(timeout)
         while True:
             line = self.p.stdout.readline()
             if not line:
@@ -49,7 +51,7 @@ class PeerProc:
         # Read through the same buffered stream next() used: communicate() reads the raw pipe
         # and would skip whatever readline() had already buffered.
         self.p.stdin.close()
-        self.p.wait(timeout=timeout)
+        self.p.wait(timeout=wait(timeout))
         out, err = self.p.stdout.read(), self.p.stderr.read()
         for line in out.splitlines():
             try:
@@ -95,7 +97,7 @@ class Tracer:
     def stop_text(self) -> tuple[str, str]:
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
-        out, err = self.p.communicate(timeout=60)
+        out, err = self.p.communicate(timeout=wait(60))
         assert self.p.returncode == 0, err
         return out, err
 
@@ -108,7 +110,7 @@ class Tracer:
 
 def start_all(tracers: list[Tracer], timeout: float = 180.0) -> list[Tracer]:
     """Wait until every tracer is attached (their compiles run side by side)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait(timeout)
     for t in tracers:
         t.wait_ready(deadline)
     return tracers

@@ -21,6 +21,7 @@ from tracer.explain.pipeline import explain_stream
 from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.rules import Explanation
 from tests.lab.driver import spawn_peer
+from tests.lab.timing import wait
 from tests.lab.scenarios import IDLE_TOLERANCE_S, INFERRED_TOLERANCE, Expect, Scenario
 from tracer.model.record import Record, decode
 
@@ -61,7 +62,7 @@ class Collector:
             return list(self.records)
 
     def wait_for(self, pred, timeout: float = 5.0, count: int = 1) -> list[Record]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait(timeout)
         while True:
             found = [r for r in self.snapshot() if pred(r)]
             if len(found) >= count or time.monotonic() > deadline:

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests.lab.timing import wait
+
 pytestmark = pytest.mark.load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +31,7 @@ def run_variant(options: dict, send_reset_format: str | None = None) -> dict:
             for d in LIVE if os.path.exists(f"{d}/events/tcp/tcp_send_reset/format"))
         cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                binds + " && exec " + " ".join(f"'{c}'" for c in cmd)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=wait(120))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
