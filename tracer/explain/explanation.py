@@ -58,6 +58,8 @@ class Explanation:
     inferred_range: Mapping[str, list[float]] = field(default_factory=dict)
     # The software whose setting the explanation names: identified (its process) or for example.
     software: Optional[Mapping[str, object]] = None
+    # Which socket calls fail and how (tracer/explain/appview.py): [{"call", "result"}]
+    app_sees: tuple[Mapping[str, str], ...] = ()
     runtime: Optional[str] = None          # the owner's runtime: python | java | go | node | libpq | hiredis | curl
     # The owner's cgroup and the workload it names (systemd unit, container, pod), or why it is
     # not known; None where nothing looked (tracer/kernel/attribution.py fills it in).
@@ -101,6 +103,8 @@ class Explanation:
             d["software"] = dict(self.software)
         if self.runtime:
             d["runtime"] = self.runtime
+        if self.app_sees:
+            d["app_sees"] = [dict(x) for x in self.app_sees]
         return d
 
 

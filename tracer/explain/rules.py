@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from tracer.explain import bounds, knowledge, reasons, software, texts
+from tracer.explain import appview, bounds, knowledge, reasons, software, texts
 from tracer.explain.case import Case, RuntimeOf, from_incident
 from tracer.explain.correlate import Incident
 from tracer.explain.explanation import Explanation, dur, endpoint, errno_text, iso, secs
@@ -420,7 +420,10 @@ def facts(c: Case) -> list[str]:
         ev.append(texts.EV_RETRANS.format(n=c.retrans))
     if c.unread_bytes and c.event is not RecordType.ABORT:
         ev.append(texts.EV_UNREAD.format(n=c.unread_bytes))
-    if c.errno:
+    sees = appview.app_sees(c)
+    if sees:
+        ev.append(app_sentence(sees))
+    elif c.errno:
         ev.append(texts.EV_ERRNO.format(errno=errno_text(c.errno)))
     if c.srtt_us:
         ev.append(texts.EV_RTT_MS.format(ms=c.srtt_us / 1000) if c.srtt_us >= 1000
@@ -433,6 +436,16 @@ def facts(c: Case) -> list[str]:
         ev.append(texts.EV_OWNER_UNRESOLVED.format(comm=c.comm or "?", root=c.owner_candidates[0],
                                                    n=len(c.owner_candidates)))
     return ev
+
+
+def app_sentence(sees: tuple[appview.Sees, ...]) -> str:
+    parts = []
+    for x in sees:
+        if x.result == "nothing":
+            return texts.EV_APP_CLOSED.format(note=x.note)
+        result = texts.APP_EOF if x.result == "EOF" else texts.APP_FAILS.format(errno=errno_text(x.result))
+        parts.append(texts.APP_CALL.format(call=x.call, result=result, note=f", {x.note}" if x.note else ""))
+    return texts.EV_APP_SEES.format(calls="; ".join(parts))
 
 
 # ------------------------------------------------------------------ entry points ---------
@@ -464,6 +477,7 @@ def explain_case(c: Case) -> Explanation:
         inferred=j.inferred, peer=peer, ts_ns=c.ts_ns, accepted=c.flag("accepted") or c.state == "LISTEN",
         service=c.service, role=c.role, owner_candidates=c.owner_candidates,
         inferred_range=j.ranges, software=j.software or None, runtime=c.runtime,
+        app_sees=tuple(x.json() for x in appview.app_sees(c)),
     )
 
 
