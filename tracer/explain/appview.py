@@ -12,7 +12,6 @@ socket) sees nothing. Only these cases are claimed; anything else says nothing (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from tracer.explain.case import Case
 from tracer.model.record import RecordType
