@@ -23,7 +23,7 @@ runtime_pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv python3-pip linux-
 # Components the scenario tests drive for real (lab routers, captures, servers, a real Prometheus,
 # PostgreSQL as a server that forks a backend per accepted connection, curl as short-lived clients;
 # bpftool names the programs whose bpf_stats the benchmark reads, scripts/bench/run.py).
-test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool openssl)
+test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool openssl man-db bash-completion)
 
 want=("${runtime_pkgs[@]}")
 [ "$runtime_only" -eq 1 ] || want+=("${test_pkgs[@]}")
@@ -95,4 +95,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_stamp" ]; then
     echo "$want_stamp" > "$stamp"
 fi
 .venv/bin/python -c "import bcc" || { echo "setup.sh: the venv cannot import Debian's bcc" >&2; exit 1; }
+
+# The man page and the bash completion, generated from the command line's definition
+# (tracer/cli.py), so they always match this checkout's options: man tcptrace-explain.
+mandir=/usr/local/share/man/man8
+mkdir -p "$mandir"
+.venv/bin/python -m tracer.manpage > "$mandir/tcptrace-explain.8.new"
+mv "$mandir/tcptrace-explain.8.new" "$mandir/tcptrace-explain.8"
+compdir=/usr/share/bash-completion/completions
+[ -d "$compdir" ] || compdir=/etc/bash_completion.d
+mkdir -p "$compdir"
+.venv/bin/python -m tracer.completion > "$compdir/tcptrace-explain.new"
+mv "$compdir/tcptrace-explain.new" "$compdir/tcptrace-explain"
 echo "setup.sh: ready: .venv/bin/tcptrace-explain"

@@ -33,7 +33,11 @@ EXAMPLES = """
 Examples:
   sudo tcptrace-explain                         every reset and abort on this host
   sudo tcptrace-explain --pid 4242              only process 4242's connections
+  sudo tcptrace-explain -p 4242,4243 --compact  two processes, one line per event
   sudo tcptrace-explain --port 8080 --duration 300 --record resets.jsonl
+  sudo tcptrace-explain --rport 5432 --uid www-data   www-data's connections to PostgreSQL
+  sudo tcptrace-explain --cgroup /system.slice/nginx.service -6
+  sudo tcptrace-explain --verdict stale_after_idle,write_after_peer_close
   sudo tcptrace-explain --netns blue            one network namespace (ip netns name, path or inode)
   sudo tcptrace-explain --json | jq .verdict    one JSON object per event
   tcptrace-explain replay resets.jsonl          explain a recording later, without root
@@ -41,6 +45,41 @@ Examples:
   sudo tcptrace-explain doctor                  check this machine
 """
 
+
+REPLAY_EXAMPLES = """
+\b
+Examples:
+  tcptrace-explain replay resets.jsonl                    every event, explained in full
+  tcptrace-explain replay --compact resets.jsonl          one line per event
+  tcptrace-explain replay resets.jsonl | grep -c 'reason NO_SOCKET'   one line per field when piped
+  tcptrace-explain replay --pid 4242 --verdict stale_after_idle resets.jsonl
+  tcptrace-explain replay --uid 33 --cgroup /system.slice/nginx.service resets.jsonl
+  tcptrace-explain replay --json resets.jsonl | jq -r .verdict | sort | uniq -c
+
+\b
+The filters judge what the live run recorded: an owner's uid and cgroup are the ones it read
+then; an event whose owner was not known does not match --uid or --cgroup.
+"""
+
+MERGE_EXAMPLES = """
+\b
+Examples:
+  sudo tcptrace-explain --record host-a.jsonl            on host A (the client)
+  sudo tcptrace-explain --states --record host-b.jsonl   on host B (the server), same time window
+  tcptrace-explain merge host-a.jsonl host-b.jsonl       later, anywhere, no root
+  tcptrace-explain merge --json host-a.jsonl host-b.jsonl | jq .pairing
+"""
+
+DOCTOR_EXAMPLES = """
+\b
+Examples:
+  sudo tcptrace-explain doctor          every check, and the fix for each problem
+  tcptrace-explain doctor; echo $?      unprivileged: the privileges first, exit status 3
+
+\b
+Exit status: 0 ready to trace; 3 not privileged (root, or CAP_BPF and CAP_PERFMON, and a
+readable tracefs); 7 another check failed.
+"""
 
 COMPACT_HELP = ("One line per event (time, event, process[pid], local and remote endpoint, state, idle, verdict, "
                 "who) instead of the full explanation.")
@@ -239,7 +278,7 @@ def _existing(record_path: Optional[str], force: bool, append: bool):
     return Existing.REPLACE if force else Existing.APPEND if append else Existing.REFUSE
 
 
-@cli.command()
+@cli.command(epilog=REPLAY_EXAMPLES)
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
 @click.option("--compact", is_flag=True, help=COMPACT_HELP)
@@ -258,10 +297,10 @@ def replay(path, as_json, compact, color, **filters) -> None:
         do_replay(path, sink, event_filter=flt)
 
 
-@cli.command()
+@cli.command(epilog=MERGE_EXAMPLES)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
-@click.option("--color/--no-color", default=None)
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
 def merge(paths, as_json, color) -> None:
     """Explain each reset from both ends: recordings (--record) from several hosts over the same
     time window, paired by TCP sequence numbers (through NAT), with the clocks' skew estimated
@@ -275,7 +314,7 @@ def merge(paths, as_json, color) -> None:
         do_merge(paths, sink)
 
 
-@cli.command()
+@cli.command(epilog=DOCTOR_EXAMPLES)
 def doctor() -> None:
     """Check privileges, BCC, headers, tracefs, tracepoints, BTF; print the fix for each problem."""
     from rich.console import Console
