@@ -98,3 +98,23 @@ def test_keepalive_inference_from_a_pool_reuse_names_nginx():
     assert e.verdict is Verdict.WRITE_AFTER_PEER_CLOSE
     assert e.inferred["peer_keepalive_timeout_s"] == pytest.approx(75.0)
     assert any("nginx keepalive_timeout" in ev for ev in e.evidence)
+
+
+@pytest.mark.parametrize("idle,verdict,confidence,words", [
+    (0.01, Verdict.MIDDLEBOX_RESET, "high", "active use"),
+    (1.0, Verdict.MIDDLEBOX_RESET, "high", "shorter than any real idle timeout"),
+    (4.0, Verdict.STALE_AFTER_IDLE, "medium", "at most 4.1 s"),
+    (352.0, Verdict.STALE_AFTER_IDLE, "high", "AWS NAT Gateway"),
+])
+def test_a_reset_the_local_peer_never_sent_is_an_idle_timeout_only_after_a_plausible_idle(idle, verdict, confidence,
+                                                                                          words):
+    from tracer.explain.case import Case
+    from tracer.explain.rules import explain_case
+    c = Case(RecordType.RESET_RECEIVED, state="ESTABLISHED", idle_s=idle, trigger=True, peer_local=True, pid=5,
+             comm="app", flags=frozenset({"connected"}), raddr="10.0.0.2", rport=8080)
+    e = explain_case(c)
+    assert (e.verdict, e.confidence.value) == (verdict, confidence)
+    assert any(words in x for x in e.evidence), e.evidence
+    if verdict is Verdict.MIDDLEBOX_RESET:
+        assert any("reject rules" in f for f in e.fix) and any("failover" in f for f in e.fix)
+        assert not any("evict" in f or "keepalive" in f.lower() for f in e.fix)

@@ -82,6 +82,7 @@ RULE_CASES: dict[str, Case] = {
     "close_crossed_request_no_idle": case(RECV, state="ESTABLISHED", peer=peer("TCP_ABORT_ON_DATA"),
                                           peer_local=True),
     "peer_abort_seen": case(RECV, state="ESTABLISHED", peer=peer("TCP_ABORT_ON_CLOSE"), peer_local=True),
+    "stale_local_peer_known": case(RECV, state="ESTABLISHED", idle_s=352.0, trigger=True, peer_local=True),
     "stale_local_peer": case(RECV, state="ESTABLISHED", idle_s=4.0, trigger=True, peer_local=True),
     "middlebox_reset_local_peer": case(RECV, state="ESTABLISHED", idle_s=0.01, peer_local=True),
     "stale_remote_peer": case(RECV, state="ESTABLISHED", idle_s=351.0, trigger=True, peer_local=False),

@@ -25,9 +25,15 @@ from tracer.model.verdicts import Confidence, Verdict, Who
 
 __all__ = ["Explanation", "endpoint", "explain", "explain_case", "infer_reason", "judge", "RULES", "Rule"]
 
-# A reset received within this long of our first send after an idle period of at least
-# STALE_MIN_IDLE_S answered that send: the idle flow had been forgotten on the way.
-STALE_MIN_IDLE_S = 1.0
+# A reset that answered our first send after an idle period of at least STALE_MIN_IDLE_S may
+# be a middlebox that forgot the idle flow (stale_after_idle). Below it, no idle timeout is
+# plausible: the shortest in the knowledge tables is 2 s (gunicorn's keep-alive, which closes
+# with a FIN, not a reset), middlebox idle timeouts are minutes (AWS NAT/NLB 350 s, Azure 4 min,
+# GCP Cloud NAT 20 min, conntrack's established timeout 5 days by default), and a timeout under
+# 2 s would break every client that pauses between two requests. A reset injected after a
+# shorter idle, or in the middle of traffic, is a reject rule, a policy change or a middlebox
+# that lost its state (failover): middlebox_reset.
+STALE_MIN_IDLE_S = 2.0
 # A connection destroyed longer ago than this is not the one a late segment belonged to
 # (timewait lives 60 s; conntrack and NAT mappings turn over): treat the segment as unknown.
 CLOSED_JOIN_MAX_NS = 120_000_000_000
@@ -36,6 +42,8 @@ MIN_TIMEOUT_GAP_NS = 50_000_000
 # A SYN is retried at most tcp_syn_retries (default 6, max 127) times; more retransmissions
 # than this on a never-established socket cannot be the handshake alone.
 SYN_RETRIES_MAX = 16
+# An idle this short is the middle of an exchange, not a pause.
+MID_TRAFFIC_IDLE_S = 0.2
 CLOSING_STATES = ("FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK")
 HANDSHAKE_REASONS = ("TCP_INVALID_ACK_SEQUENCE", "TCP_RFC7323_PAWS", "TCP_TOO_OLD_ACK", "TCP_ACK_UNSENT_DATA",
                      "TCP_OLD_ACK")
@@ -166,6 +174,21 @@ def _timed_fin(c: Case) -> bool:
 
 def _stale(c: Case) -> bool:
     return c.trigger and c.idle_s is not None and c.idle_s >= STALE_MIN_IDLE_S
+
+
+def _stale_known(c: Case) -> bool:
+    """Stale, and the idle sits just above a well-known middlebox idle timeout."""
+    return _stale(c) and knowledge.component_near(c.idle_s, "reset") is not None
+
+
+def _injected(c: Case, j: Judgement) -> None:
+    """Why a reset the peer never sent is not an idle timeout: the idle was too short."""
+    if c.idle_s is None:
+        return
+    if c.trigger and c.idle_s >= STALE_MIN_IDLE_S:
+        return
+    key = texts.EV_ACTIVE_TRAFFIC if c.idle_s < MID_TRAFFIC_IDLE_S else texts.EV_SHORT_IDLE
+    j.evidence.append(key.format(idle=secs(c.idle_s), min=secs(STALE_MIN_IDLE_S)))
 
 
 def _crossed(c: Case) -> bool:
@@ -363,10 +386,15 @@ RULES: tuple[Rule, ...] = (
          when=lambda c: _crossed(c) and bool(c.idle_s), more=_pool_fix),
     Rule(RECEIVED, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, HIGH, "close_crossed_request_no_idle", when=_crossed),
     Rule(RECEIVED, Verdict.PEER_ABORT, Who.PEER, HIGH, "peer_abort_seen", when=lambda c: c.peer is not None),
-    Rule(RECEIVED, Verdict.STALE_AFTER_IDLE, Who.MIDDLEBOX, HIGH, "stale_local_peer",
+    # The peer is on this host and sent no reset: a middlebox did. An idle timeout only when the
+    # idle is one a real idle timeout could have (STALE_MIN_IDLE_S); high confidence only when it
+    # sits just above a known one.
+    Rule(RECEIVED, Verdict.STALE_AFTER_IDLE, Who.MIDDLEBOX, HIGH, "stale_local_peer_known",
+         when=lambda c: bool(c.peer_local) and _stale_known(c), more=_stale_idle),
+    Rule(RECEIVED, Verdict.STALE_AFTER_IDLE, Who.MIDDLEBOX, MEDIUM, "stale_local_peer",
          when=lambda c: bool(c.peer_local) and _stale(c), more=_stale_idle),
     Rule(RECEIVED, Verdict.MIDDLEBOX_RESET, Who.MIDDLEBOX, HIGH, "middlebox_reset_local_peer",
-         when=lambda c: bool(c.peer_local)),
+         when=lambda c: bool(c.peer_local), more=_injected),
     Rule(RECEIVED, Verdict.STALE_AFTER_IDLE, Who.MIDDLEBOX, MEDIUM, "stale_remote_peer", when=_stale,
          more=_stale_idle),
     Rule(RECEIVED, Verdict.PEER_ABORT, Who.PEER, MEDIUM, "peer_abort"),

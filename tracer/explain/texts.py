@@ -32,6 +32,10 @@ _LINGER0 = Text(
     "reset instead of a FIN and drops unsent data.",
     ("remove SO_LINGER {{on, 0}} (Java Socket.setSoLinger(true, 0), Netty ChannelOption.SO_LINGER 0, Go "
      "SetLinger(0)) unless skipping TIME_WAIT on purpose; close normally",))
+_STALE_LOCAL = Text(
+    "{me} reused its connection to {there} after {idle} idle and got a reset: {there} is on this host and "
+    "its kernel sent no reset: a middlebox on the path (NAT, load balancer, firewall) had forgotten the "
+    "idle flow and answered for it.")
 _CLOSING_FIX = "usually harmless for the closer; see the other end's explanation"
 
 TEXTS: dict[str, Text] = {
@@ -188,15 +192,17 @@ TEXTS: dict[str, Text] = {
     "peer_abort_seen": Text(
         "{there} reset its live connection with {me}. {peer}.",
         ("the cause is on the other end: see its explanation of the same reset (printed with it)",)),
-    "stale_local_peer": Text(
-        "{me} reused its connection to {there} after {idle} idle and got a reset: {there} is on this host and "
-        "its kernel sent no reset: a middlebox on the path (NAT, load balancer, firewall) had forgotten the "
-        "idle flow and answered for it."),
+    "stale_local_peer_known": _STALE_LOCAL,
+    "stale_local_peer": _STALE_LOCAL,
     "middlebox_reset_local_peer": Text(
-        "{me}'s connection to {there} was reset, but {there} is on this host and its kernel sent no reset: a "
-        "firewall reject rule (nftables/iptables 'reject with tcp reset') or a middlebox injected it.",
-        ("list reject rules: nft list ruleset | grep -i reset; iptables -S | grep -i reset",
-         "check NetworkPolicy / host firewall changes")),
+        "{me}'s connection to {there} was reset, but {there} is on this host and its kernel sent no reset, and "
+        "the connection was not idle long enough for an idle timeout: something on the path rejected the flow "
+        "(a firewall reject rule, a security-group or network-policy change) or lost its state (a NAT, load "
+        "balancer or firewall failover).",
+        ("list reject rules on the path: nft list ruleset | grep -i reset; iptables -S | grep -i reset",
+         "check for policy changes at the time: host firewall, security groups, Kubernetes NetworkPolicy",
+         "check for a failover or restart of NAT gateways, load balancers or firewalls (conntrack state lost: "
+         "packets of existing flows become INVALID and are rejected)")),
     "stale_remote_peer": Text(
         "{me} reused its connection to {there} after {idle} idle and got a reset: the reset answered the first "
         "data after the idle period, as a NAT gateway or load balancer does once it has forgotten an idle "
@@ -295,4 +301,8 @@ EV_MIDDLEBOX_RANGE = ("the middlebox's idle timeout is at most {upper} (the flow
 EV_CLIENT_TIMEOUT = "the client closed {gap} after the last data: likely its read timeout"
 EV_NEAR_COMPONENT = "{idle} idle is just above the {component} timeout: for example that one (not identified)"
 FIX_IF_COMPONENT = "if it is {component}: evict at about {evict}"
+EV_ACTIVE_TRAFFIC = ("the connection was in active use ({idle} since its last data): no idle timeout, a reset "
+                     "injected mid-traffic")
+EV_SHORT_IDLE = ("{idle} idle is shorter than any real idle timeout (under {min}: see STALE_MIN_IDLE_S in "
+                 "tracer/explain/rules.py): not a forgotten idle flow")
 EV_FIRST_SEND = "the reset answered the first send after the idle period"
