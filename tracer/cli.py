@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import signal
 import sys
 import traceback
 from typing import Any, Callable, Iterator, Optional
@@ -25,8 +26,9 @@ import click
 
 from tracer import __version__
 from tracer.model.errors import TteError
-from tracer.model.options import Options
+from tracer.model.options import RINGBUF_PAGES_MAX, STORM_LIMIT_MAX, STORM_LIMIT_MIN, Options
 from tracer.model.safe import printable
+from tracer.cliparams import Seconds
 
 EXAMPLES = """
 \b
@@ -200,17 +202,17 @@ def _print_version(ctx, param, value) -> None:
 @click.group(invoke_without_command=True, epilog=EXAMPLES,
              context_settings={"help_option_names": ["-h", "--help"]})
 @filter_options(live=True)
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
-@click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many explained events.")
+@click.option("--duration", type=Seconds(), help="Stop after this many seconds.")
+@click.option("--max-events", type=click.IntRange(min=1, max=2**63 - 1), help="Stop after this many explained events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout, nothing else.")
 @click.option("--states", is_flag=True, help="Also capture state changes (recorded with --record).")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), help="Record the raw stream for replay (a new file, mode 0600).")
 @click.option("--force", is_flag=True, help="With --record: overwrite an existing recording.")
 @click.option("--append", is_flag=True, help="With --record: add this run to an existing recording.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), help="Created (new, mode 0600) once every probe is attached.")
-@click.option("--ringbuf-pages", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--ringbuf-pages", type=click.IntRange(min=1, max=RINGBUF_PAGES_MAX), default=256, show_default=True,
               help="Ring buffer size in pages (a power of two); raise it if records are lost.")
-@click.option("--storm-limit", type=click.IntRange(min=10), default=5000, show_default=True,
+@click.option("--storm-limit", type=click.IntRange(STORM_LIMIT_MIN, STORM_LIMIT_MAX), default=5000, show_default=True,
               help="Events per CPU per second explained one by one; beyond it the kernel counts them and "
                    "they are shown as reset_storm summaries (during a storm, 50/s per CPU stay in full).")
 @click.option("--strict", is_flag=True, help="Exit with status 11 if any record was lost.")
@@ -366,10 +368,10 @@ deploy/grafana-dashboard.json is a dashboard for the metrics.
               help="Address to serve /metrics on; [::]:PORT for IPv6; port 0 picks a free one "
                    "(written to --ready-file).")
 @filter_options(live=True)
-@click.option("--top-processes", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--top-processes", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Process names with their own 'comm' label value (the first seen keep it for the "
                    "exporter's life); the rest are folded into 'other'.")
-@click.option("--top-workloads", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--top-workloads", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Workloads (systemd unit, container, pod) with their own labels at a time in "
                    "tcptrace_events_by_workload_total; more are 'other'; one without events for an "
                    "hour gives its place back.")
@@ -379,7 +381,7 @@ deploy/grafana-dashboard.json is a dashboard for the metrics.
 @click.option("--ready-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the port being served to FILE once every probe is attached and the "
                    "server listens (for scripts and tests).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), hidden=True)
+@click.option("--duration", type=Seconds(), hidden=True)
 @click.option("--web.config.file", "web_config", type=click.Path(dir_okay=False), metavar="FILE",
               help="TLS and basic auth, in the Prometheus exporter-toolkit format (README: Running it safely).")
 def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, web_config, **filters) -> None:
@@ -399,9 +401,13 @@ def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, 
                  web_config=web_config)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point and error boundary: typed errors become a message and their exit code."""
+def main(argv: Optional[list[str]] = None, interruptible: bool = False) -> int:
+    """Entry point and error boundary: typed errors become a message and their exit code.
+    `interruptible`: Ctrl-C was made quiet while modules loaded (tracer/entry.py); from here on
+    it is a KeyboardInterrupt again, caught below."""
     debug = bool(os.environ.get("TTE_DEBUG"))
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli.main(args=argv, prog_name="tcptrace-explain", standalone_mode=False)
         return 0

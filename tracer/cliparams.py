@@ -6,6 +6,7 @@ bcc's tools take `-p 1,2` and `--port 80,443`; so do these (and each option is r
 
 from __future__ import annotations
 
+import math
 import os
 import pwd
 from typing import Any, Iterable, Optional
@@ -114,3 +115,20 @@ def cgroup_paths(values: Iterable[str], live: bool, mounts: str = "/proc/mounts"
                                     f"list them with: ls {mount}; a process's is the 0:: line of /proc/PID/cgroup")
         out.append(v)
     return tuple(out)
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
+    """A duration: a finite number of seconds above 0 (NaN and inf would never stop a run)."""
+
+    name = "SECONDS"
+    MAX = 10 * 365 * 86400.0
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not (math.isfinite(v) and 0 < v <= self.MAX):
+            self.fail(f"{value!r} must be a finite number of seconds above 0 and at most {self.MAX:.0f} "
+                      "(ten years)", param, ctx)
+        return v

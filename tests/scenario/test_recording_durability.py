@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -101,3 +102,19 @@ def test_a_reader_that_goes_away_is_a_clean_exit(tmp_path):
     assert rc == "0" and json.loads(first)["verdict"] and "Traceback" not in err and "error" not in err
     ports, ended = recorded_ports(rec)
     assert ended and made[0] in ports
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0])
+def test_ctrl_c_early_ends_without_a_traceback(delay):
+    """The console script, interrupted while it loads, compiles or attaches. Python's own start
+    (the site module, and pip's wrapper importing tracer.entry, before any line of this
+    project's code runs) is outside reach: a traceback with no frame of ours is skipped."""
+    script = os.path.join(os.path.dirname(sys.executable), "tcptrace-explain")
+    p = subprocess.Popen([script, "--duration", "5"], cwd=REPO, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    if "Traceback" in err and f"{os.sep}tracer{os.sep}" not in err:
+        pytest.skip("interrupted inside the interpreter's own start-up, before tracer.entry ran")
+    assert "Traceback" not in err and p.returncode in (0, 130, -signal.SIGINT), (p.returncode, err)

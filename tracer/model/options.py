@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 COMM_LEN = 16
+# The ring buffer is locked kernel memory: 65536 pages (256 MiB with 4 KiB pages) is far past
+# any need (the default 256 pages holds ~3,000 records) and below the kernel's 2**32-byte limit.
+RINGBUF_PAGES_MAX = 65536
+# Per CPU per second; judged in 100 ms windows, so at least 10. A consumer in Python explains
+# at most some 10^4 events a second, so a limit past 10^6 only disables storm summaries.
+STORM_LIMIT_MIN = 10
+STORM_LIMIT_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,10 @@ class Options:
         for c in self.comms:
             if not c or len(c.encode()) >= COMM_LEN:
                 raise ValueError(f"process name {c!r} must be 1-15 bytes (the kernel's comm)")
-        if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
-            raise ValueError("ring buffer pages must be a power of two")
-        if self.storm_limit < 10:
+        if not 0 < self.ringbuf_pages <= RINGBUF_PAGES_MAX or self.ringbuf_pages & (self.ringbuf_pages - 1):
+            raise ValueError(f"ring buffer pages must be a power of two from 1 to {RINGBUF_PAGES_MAX}")
+        if not STORM_LIMIT_MIN <= self.storm_limit <= STORM_LIMIT_MAX:
             # judged in 100 ms windows: below 10 per second a window's budget would be 0
-            raise ValueError("storm limit must be at least 10 events per CPU per second")
+            raise ValueError(f"storm limit must be {STORM_LIMIT_MIN} to {STORM_LIMIT_MAX} events per CPU per second")
         if self.wakeup_every < 1:
             raise ValueError("wakeup_every must be at least 1")
