@@ -185,7 +185,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                 _storm(capture, sink, summary, event_filter, attributor)
             if now - last_insight >= INSIGHT_EVERY_S:
                 fresh = capture.active_closes()
-                for ins in insights.time_wait_pileups(closes, fresh, now - last_insight):
+                for ins in insights.time_wait_pileups(closes, fresh, now - last_insight,
+                                                      time_wait_of=insights.proc_time_wait):
                     key = (ins.kind, ins.pid, ins.remote)
                     if now - told.get(key, -INSIGHT_REPEAT_S) >= INSIGHT_REPEAT_S:
                         told[key] = now

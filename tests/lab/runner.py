@@ -148,6 +148,9 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
         collector.settle(SETTLE_S)
         until = time.monotonic_ns()
         closes_after = collector.capture.active_closes()
+        # While the namespaces (and the scenario's processes, if they still run) exist.
+        found = insights.time_wait_pileups(closes_before, closes_after, (until - since) / 1e9,
+                                           time_wait_of=insights.proc_time_wait)
         addrs = sorted(localaddrs.scan())
         after = {role: _nstat(topo, h) for role, h in hosts.items()}
         for w in wires.values():
@@ -161,7 +164,7 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
     deltas = {role: {k: after[role][k] - before[role][k] for k in NSTAT_KEYS} for role in hosts}
     result = RunResult(scenario, truth, records, raw, netns, addrs, deltas, wire_rsts)
     result.explanations = explain_records(records, addrs, collector.facts)
-    result.insights = insights.time_wait_pileups(closes_before, closes_after, (until - since) / 1e9)
+    result.insights = found
     return result
 
 

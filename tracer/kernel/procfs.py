@@ -388,3 +388,13 @@ def elf_go_version(fh: BinaryIO) -> Optional[str]:
                     return data[pos:pos + n].decode("ascii", "replace")
             return "go"
     return None
+
+
+def net_tcp(pid: int, v6: bool, proc: str = "/proc") -> Optional[str]:
+    """/proc/<pid>/net/tcp or tcp6: the TCP sockets of the process's network namespace (what
+    `ss -tan` lists there), or None if the process is gone."""
+    try:
+        with open(os.path.join(proc, str(pid), "net", "tcp6" if v6 else "tcp"), encoding="ascii") as fh:
+            return fh.read()
+    except OSError:
+        return None
