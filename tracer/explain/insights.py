@@ -81,8 +81,8 @@ def proc_time_wait(pid: int, family: int, raw: bytes, rport: int) -> Optional[in
         if v4 is None:
             return None
         mapped = b"\0" * 10 + b"\xff\xff" + raw[:4]
-        v6 = procfs.net_tcp(pid, True) or ""
-        return count_time_wait(v4, proc_hex(2, raw), rport) + count_time_wait(v6, proc_hex(10, mapped), rport)
+        dual = procfs.net_tcp(pid, True) or ""
+        return count_time_wait(v4, proc_hex(2, raw), rport) + count_time_wait(dual, proc_hex(10, mapped), rport)
     v6 = procfs.net_tcp(pid, True)
     return None if v6 is None else count_time_wait(v6, proc_hex(10, raw), rport)
 
