@@ -330,7 +330,8 @@ def short(prog: str) -> str:
     return prog.replace("tracepoint__", "").replace("raw_tracepoint__", "raw:")
 
 
-def report(results: dict, sessions: dict, lat: dict, mil: dict, cmd: str, rounds: int, seconds: float) -> str:
+def report(results: dict, sessions: dict, lat: dict, mil: dict, cmd: str, rounds: int, seconds: float,
+           baseline_name: str = "") -> str:
     configs = [c for c in next(iter(results.values()))]
     traced = [c for c in configs if c != "none"]
     lines = [
@@ -347,8 +348,15 @@ def report(results: dict, sessions: dict, lat: dict, mil: dict, cmd: str, rounds
         f"every load of {seconds:.0f} s under it; medians. `floor` is `scripts/bench/floor.py`: a per-CPU "
         "counter on the same tracepoints, the least a tracer there can cost. BPF ns per operation is the "
         "kernel's own account (`kernel.bpf_stats_enabled`, run_time_ns / run_cnt of every program the "
-        "tracer holds), summed over programs and divided by the load's connections (or exchanges).",
+        "tracer holds), summed over programs and divided by the load's connections (or exchanges). The "
+        "tracers see every namespace, so another load on the machine adds runs: medians over rounds keep "
+        "such a round out.",
         "",
+    ]
+    if "baseline-json" in configs:
+        lines += [f"`baseline-json` is the tracer of the --baseline checkout{': ' + baseline_name if baseline_name else ''}, "
+                  "in `--json` mode, interleaved with the others.", ""]
+    lines += [
         "## BPF ns per operation, and against the floor",
         "",
         "| tracer | " + " | ".join(results) + " |",
@@ -424,6 +432,7 @@ def main() -> int:
     ap.add_argument("--configs", default="none,floor,tte-json,tte-exporter,tcplife,tcpstates",
                     help="comma-separated subset (baseline-json is added by --baseline)")
     ap.add_argument("--baseline", help="another checkout whose tracer runs beside this one (--json)")
+    ap.add_argument("--baseline-name", default="", help="what the baseline is, for the report (e.g. a commit)")
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s, no latency/1M runs, no report")
     ap.add_argument("--no-extras", action="store_true", help="no latency/1M runs, no report written")
     ap.add_argument("--million", type=int, default=1_000_000)
@@ -472,7 +481,7 @@ def main() -> int:
         cmd = "sudo .venv/bin/python scripts/bench/run.py" + "".join(
             f" {flag} {val}" for flag, val, default in (("--rounds", args.rounds, 3), ("--seconds", args.seconds, 5))
             if val != default) + (" --baseline DIR" if args.baseline else "")
-        text = report(results, sessions, lat, mil, cmd, args.rounds, args.seconds)
+        text = report(results, sessions, lat, mil, cmd, args.rounds, args.seconds, args.baseline_name)
         print(text)
         if not args.no_extras:
             with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w", encoding="utf-8") as fh:
