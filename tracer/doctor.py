@@ -101,6 +101,11 @@ def run_checks() -> tuple[list[Check], Optional[Features]]:
                                 "" if present else "needs a newer kernel", required=req))
         checks.append(Check("tcp_send_reset layout", True,
                             "28-byte sockaddrs (6.10+)" if features.rst_layout_sockaddr else "ports and addresses (before 6.10)"))
+        checks.append(Check("every reset traced", features.rst_layout_sockaddr,
+                            "yes, including resets sent with no socket and by TIME_WAIT sockets" if features.rst_layout_sockaddr
+                            else "no: resets sent with no socket or by TIME_WAIT sockets are not traced (before 6.10); "
+                            "the summary shows the kernel's OutRsts beside the tool's count",
+                            "" if features.rst_layout_sockaddr else "kernel 6.10 or later traces them", required=False))
         reasons = features.reset_reasons
         checks.append(Check("reset reasons", bool(reasons),
                             f"{len(reasons)} names from the kernel (tcp_send_reset reason)" if reasons

@@ -6,6 +6,7 @@ explanations the live run printed.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import signal
@@ -23,6 +24,7 @@ from tracer.kernel.uids import RecordedUids, UidResolver
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import procfs
+from tracer.kernel import snmp
 from tracer.sinks import outfile, recording
 from tracer.kernel.capture import Capture
 from tracer.model.counters import Counters
@@ -127,9 +129,13 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
             sink.notice(f"recording stopped: {_strerror(writer.error)}; {writer.written} records are in the "
                         "file; tracing goes on")
 
+    witness = None if capture.features.rst_layout_sockaddr else snmp.OutRstsWitness()
     capture.start(raw_sink=writer.write if writer else None)
     if banner:
         sink.notice(banner)
+    if witness is not None:
+        sink.notice(f"this kernel ({kernel_host.release()}, before 6.10) does not trace resets sent with no "
+                    "socket or by TIME_WAIT sockets; the summary gives the kernel's OutRsts count beside the tool's")
     if ready_file:
         outfile.write_small(ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)
@@ -149,6 +155,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                 continue
             sink.event(e)
             summary.add(e)
+            if witness is not None:
+                witness.saw(e.event, e.netns)
             if limits.max_events and summary.total >= limits.max_events:
                 return True
         return False
@@ -210,6 +218,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         out_gone = True
         feed(capture.poll(0))
     counters = pipe.counters(capture.counters())
+    if witness is not None:
+        counters = dataclasses.replace(counters, kernel_out_rsts=witness.delta(), explained_sent_here=witness.explained)
     if writer is not None:
         seen = sorted(local.seen) if local else []
         writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
@@ -337,4 +347,5 @@ def _meta(o: Options, capture: Capture) -> dict[str, Any]:
 def _counters_json(c: Counters) -> dict[str, Any]:
     return {"lost": c.lost, "filtered": c.filtered, "records": c.records,
             "rst_sent_by_reason": c.rst_sent_by_reason, "rst_received": c.rst_received,
-            "aborts_by_errno": {str(k): v for k, v in c.aborts_by_errno.items()}}
+            "aborts_by_errno": {str(k): v for k, v in c.aborts_by_errno.items()},
+            "kernel_out_rsts": c.kernel_out_rsts}

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.lab.driver import spawn_peer
+from tests.lab.timing import wait
 from tests.lab.scenarios import BY_NAME
 
 pytestmark = pytest.mark.scenario
@@ -196,3 +197,36 @@ def test_version_lists_bcc_kernel_and_features():
     r = cli("--version")
     assert r.returncode == 0 and "bcc 0." in r.stdout and os.uname().release in r.stdout
     assert "reset reasons" in r.stdout
+
+
+def test_kernel_out_rsts_beside_the_tools_count_where_not_every_reset_is_traced(tmp_path):
+    """Before 6.10 a refused connect's reset (sent with no socket) is untraced: the summary gives
+    the kernel's OutRsts delta of the tracer's network namespace beside the tool's count."""
+    from tests.lab import kernel
+    ns = f"tte-outrsts-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        ready = str(tmp_path / "ready")
+        # nsenter, not `ip netns exec`: that one remounts /sys, without tracefs.
+        p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-m", "tracer.cli", "--json",
+                              "--ready-file", ready], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + wait(60)
+        while not os.path.exists(ready):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.1)
+        refuse = ("import socket\nfor _ in range(3):\n    try:\n        socket.create_connection(('127.0.0.1', 9), 2)\n"
+                  "    except ConnectionRefusedError:\n        pass\n    else:\n        raise SystemExit('port 9 answered')\n")
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", refuse], check=True, timeout=wait(30))
+        time.sleep(0.5)
+        out, err = stop(p)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    summary = json.loads(err.strip().splitlines()[-1])
+    refused = [e for e in map(json.loads, out.splitlines()) if e["verdict"] == "connection_refused"]
+    assert len(refused) == 3
+    if kernel.traces_every_reset():
+        assert summary["kernel_out_rsts"] is None
+        assert len([e for e in map(json.loads, out.splitlines()) if e["verdict"] == "port_closed"]) == 3
+    else:
+        assert (summary["kernel_out_rsts"], summary["explained_sent_here"]) == (3, 0)

@@ -107,3 +107,19 @@ def test_pid_lists_are_bounded():
 
 class _Counters:
     records = lost = filtered = summarized = storm_full = 0
+    kernel_out_rsts = None
+    explained_sent_here = 0
+
+
+def test_console_summary_gives_the_kernels_out_rsts_where_not_every_reset_is_traced():
+    from tracer.model.counters import Counters
+    counters = Counters(lost=0, filtered=0, records=3, socks_insert=0, socks_delete=0, rst_received=0,
+                        rst_sent_by_reason={}, aborts_by_errno={}, states={}, kernel_out_rsts=7,
+                        explained_sent_here=3)
+    out = io.StringIO()
+    ConsoleSink(out=out, color=False).summary(Summary(), counters=counters, seconds=1.0)
+    flat = " ".join(out.getvalue().split())
+    assert "kernel OutRsts +7, explained 3" in flat and "TIME_WAIT sockets" in flat
+    out = io.StringIO()
+    ConsoleSink(out=out, color=False).summary(Summary(), counters=_Counters(), seconds=1.0)
+    assert "OutRsts" not in out.getvalue()

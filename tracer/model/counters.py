@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from dataclasses import dataclass
 
@@ -23,6 +23,11 @@ class Counters:
     states: dict[tuple[str, str], int]
     summarized: int = 0
     storm_full: int = 0
+    # Kernels before 6.10 send resets with no socket and from TIME_WAIT sockets untraced: the
+    # kernel's Tcp OutRsts delta over the session in the tracer's own network namespace, and
+    # the resets the tool explained there (tracer/kernel/snmp.py). None where every reset is traced.
+    kernel_out_rsts: Optional[int] = None
+    explained_sent_here: int = 0
 
     def without(self, dropped: Mapping[tuple[str, str], int]) -> "Counters":
         """These counters with the records user space filtered out moved to `filtered`: the

@@ -161,6 +161,10 @@ class ConsoleSink:
                          style="dim"))
         if counters.lost:
             self._say(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+        if counters.kernel_out_rsts is not None:
+            self._say(Text(f"  resets sent in this network namespace: kernel OutRsts +{counters.kernel_out_rsts}, "
+                           f"explained {counters.explained_sent_here}; this kernel (before 6.10) does not trace "
+                           "resets sent with no socket or by TIME_WAIT sockets", style="bold"))
         if counters.storm_full:
             self._say(Text(f"  {counters.storm_full} storm events were counted only in the kernel totals (the storm "
                          "summary table was full: too many distinct processes/endpoints at once)", style="bold red"))

@@ -50,4 +50,6 @@ class JsonSink:
         self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
                                    "lost": counters.lost, "filtered": counters.filtered,
                                    "summarized": counters.summarized, "storm_full": counters.storm_full,
+                                   "kernel_out_rsts": counters.kernel_out_rsts,
+                                   "explained_sent_here": counters.explained_sent_here,
                                    "seconds": round(seconds, 1), "tables": tables or {}}) + "\n")
