@@ -22,8 +22,10 @@ runtime_pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv python3-pip linux-
               python3-yaml python3-bcrypt)
 # Components the scenario tests drive for real (lab routers, captures, servers, a real Prometheus,
 # PostgreSQL as a server that forks a backend per accepted connection, curl as short-lived clients;
-# bpftool names the programs whose bpf_stats the benchmark reads, scripts/bench/run.py).
-test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool openssl man-db bash-completion)
+# bpftool names the programs whose bpf_stats the benchmark reads, scripts/bench/run.py); redis-server,
+# haproxy and OpenJDK (javac) for the real servers and clients of tests/scenario/test_names.py.
+test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool openssl man-db bash-completion
+           redis-server redis-tools haproxy openjdk-17-jdk-headless)
 
 want=("${runtime_pkgs[@]}")
 [ "$runtime_only" -eq 1 ] || want+=("${test_pkgs[@]}")
@@ -37,7 +39,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # tshark asks whether non-root users may capture; the answer does not matter for root.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-    # Debian starts nginx, prometheus and postgresql on install (without systemd, through their init
+    # Debian starts nginx, prometheus, postgresql, redis-server and haproxy on install (without systemd, through their init
     # scripts); the tests start their own instances, so forbid service starts while installing.
     guard=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -49,7 +51,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
-    for svc in nginx prometheus postgresql; do
+    for svc in nginx prometheus postgresql redis-server haproxy; do
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     done
 fi
