@@ -33,8 +33,18 @@ def _capture(session: str) -> str:
     return _tmux("capture-pane", "-p", "-J", "-S", "-2000", "-t", session)
 
 
-def live_console(scenario: str = "nat_idle", width: int = 110, extra_args: str = "") -> Transcript:
+def live_console(scenario: str = "nat_idle", width: int = 110, extra_args: str = "",
+                 own_netns: bool = False) -> Transcript:
+    """`own_netns`: trace only the scenario's namespaces (--netns), so that other work on the
+    machine stays out of the transcript; the topology is then built before the tracer starts."""
     sc = BY_NAME[scenario]
+    with sc.topology() as topo:
+        if own_netns:
+            extra_args += " --netns " + ",".join(topo.namespaces)
+        return _run(sc, topo, width, extra_args)
+
+
+def _run(sc, topo, width: int, extra_args: str) -> Transcript:
     session = f"tte-{os.getpid()}"
     ready = tempfile.mktemp(prefix="tte-ready-")
     cmd = (f"cd {shlex.quote(REPO)} && COLUMNS={width} LINES=60 {shlex.quote(sys.executable)} -m tracer.cli "
@@ -47,10 +57,9 @@ def live_console(scenario: str = "nat_idle", width: int = 110, extra_args: str =
             if time.monotonic() > deadline:
                 raise RuntimeError("the tracer did not get ready:\n" + _capture(session))
             time.sleep(0.1)
-        with sc.topology() as topo:
-            truth = sc.act(topo, spawn_peer)
-            time.sleep(1.0)
-            screen = _capture(session)
+        truth = sc.act(topo, spawn_peer)
+        time.sleep(1.0)
+        screen = _capture(session)
         _tmux("send-keys", "-t", session, "C-c")
         # The pane stays after the tracer exits (remain-on-exit): wait for the exit, so the whole
         # summary is on screen, not just its first line.

@@ -135,7 +135,7 @@ def full(e: Explanation) -> list[Line]:
 
 # The compact line's columns: (header, width). Values wider than their column push the rest
 # right rather than being cut; "-" stands for a value the event does not have.
-COLUMNS = (("TIME", 12), ("EVENT", 8), ("PROCESS[PID]", 22), ("LOCAL", 21), ("REMOTE", 21),
+COLUMNS = (("TIME", 12), ("EVENT", 8), ("PROCESS[PID]", 20), ("LOCAL", 21), ("REMOTE", 21),
            ("STATE", 11), ("IDLE", 6), ("VERDICT", 22), ("WHO", 0))
 EVENT_SHORT = {"reset_sent": "rst-sent", "reset_received": "rst-recv", "abort": "abort"}
 
