@@ -25,6 +25,7 @@ from tracer.kernel import loader
 from tracer.kernel import netns as netns_mod
 from tracer.kernel.attribution import Attributor
 from tracer.kernel.cgroups import CgroupResolver
+from tracer.kernel.uids import UidResolver
 from tracer.kernel.capture import Capture
 from tracer.model.errors import TteError
 from tracer.model.options import Options
@@ -60,7 +61,8 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         capture.start()
         local = localaddrs.peer_check(options, capture.features)
         pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
-                        annotator=(attributor := Attributor(CgroupResolver(), netns_mod.NameCache().name)))
+                        annotator=(attributor := Attributor(CgroupResolver(), netns_mod.NameCache().name,
+                                                            UidResolver())))
         refresh_scope(capture, pipe)
         totals = Totals(top_processes, endpoint_labels, top_workloads)
         tw = TimeWaitWindow()
@@ -90,8 +92,11 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
                 last_tw = now
                 refresh_scope(capture, pipe)
                 for b in capture.storm():
-                    if b.type.value != "state" and event_filter.match_storm(b):
-                        totals.add(attributor.annotate(b.explained()), b.count)
+                    if b.type.value == "state":
+                        continue
+                    explained = attributor.annotate(b.explained())
+                    if event_filter.match_storm(b, explained):
+                        totals.add(explained, b.count)
                 totals.retire_workloads()
                 snap = capture.active_closes()
                 with totals.lock:

@@ -203,8 +203,8 @@ def expand(args: list[str], mount: str, top: str, clients: list[Client]) -> list
     return [a.format(cg=mount, top=top, pids=pids) for a in args]
 
 
-@pytest.mark.parametrize("case", ["uid-name", "cgroup-under-mount", "ipv6", "lport-list", "rport", "verdict",
-                                  "pid-list"])
+@pytest.mark.parametrize("case", ["uid-name", "cgroup-under-mount", "ipv6", "ipv4", "lport-list", "rport",
+                                  "port-list", "verdict", "pid-list"])
 def test_live_filter_keeps_exactly_its_events(tmp_path, case):
     args, want = FILTER_CASES[case]
     with owners_lab() as (topo, mount, top, clients):
@@ -245,3 +245,27 @@ def test_replay_applies_every_filter_to_what_the_live_run_recorded(tmp_path):
             dst.write(src.read())
         with open(SAVED.replace(".jsonl", ".truth.json"), "w", encoding="utf-8") as fh:
             json.dump({"top": top, "pids": pids, "nobody": NOBODY}, fh)
+
+
+def test_exporter_counts_only_the_owners_its_uid_filter_names():
+    from tests.scenario.test_exporter import http, running_exporter
+
+    def explained(text: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("tcptrace_explained_total{"):
+                verdict = line.split('verdict="', 1)[1].split('"', 1)[0]
+                out[verdict] = out.get(verdict, 0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    with owners_lab() as (topo, _, _, clients):
+        with running_exporter("--uid", "nobody", "--netns", lab_netns(topo)) as url:
+            for c in clients:
+                c.refuse()
+            deadline = time.monotonic() + 10
+            while explained(http(url + "/metrics")).get("connection_refused", 0) < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+            got = explained(http(url + "/metrics"))
+    # a (nobody) was refused; b (root) and the servers' unowned port_closed are not counted
+    assert got["connection_refused"] == 1 and got.get("port_closed", 0) == 0, got
