@@ -134,6 +134,27 @@ def filter_options(live: bool) -> Callable[[Callable[..., Any]], Callable[..., A
     return apply
 
 
+def privilege_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--user / --no-drop-privileges, for the commands that load BPF programs."""
+    f = click.option("--no-drop-privileges", "keep_root", is_flag=True,
+                     help="Stay root after start-up (by default the tracer becomes --user with no "
+                          "capabilities once its programs are attached).")(f)
+    return click.option("--user", "drop_user", default="nobody", show_default=True, metavar="NAME",
+                        help="The unprivileged user to become once the programs are attached "
+                             "(its primary group too; README: Running it safely).")(f)
+
+
+def _check_user(name: str, keep_root: bool) -> None:
+    if keep_root:
+        return
+    from tracer.kernel.privileges import resolve_user
+
+    try:
+        resolve_user(name)
+    except TteError as exc:
+        raise click.BadParameter(f"{exc.message} ({exc.remedy})", param_hint="--user") from None
+
+
 def _netns_values(specs: tuple[str, ...]) -> list[str]:
     return [v.strip() for spec in specs for v in spec.split(",")]
 
@@ -221,12 +242,13 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--print-program", is_flag=True, hidden=True, help="Print the compiled configuration and exit.")
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
 @click.option("--compact", is_flag=True, help=COMPACT_HELP)
+@privilege_options
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show versions and detected kernel features.")
 @click.pass_context
 def cli(ctx, /, duration, max_events, as_json, states, record_path, force, append, ready_file,
         ringbuf_pages, storm_limit, strict, ignore_kernel_reason, io_hooks, print_program, color, compact,
-        **filters) -> None:
+        drop_user, keep_root, **filters) -> None:
     """Explain every TCP reset and abort on this host as it happens: which process, how long
     the connection had been idle, who reset it, why, and what to change."""
     if ctx.invoked_subcommand is not None:
@@ -239,6 +261,7 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, force, appen
 
     preflight.check_privileges()      # before anything else: no other error stands in for it
     existing = _existing(record_path, force, append)
+    _check_user(drop_user, keep_root)
     flt = _event_filter(filters)
     options = _kernel_options(flt, states=states, io_hooks=io_hooks, ringbuf_pages=ringbuf_pages,
                               ignore_kernel_reason=ignore_kernel_reason, storm_limit=storm_limit)
@@ -255,7 +278,8 @@ def cli(ctx, /, duration, max_events, as_json, states, record_path, force, appen
                                    f"{flt.describe(netns.names() if flt.netns else None)}; Ctrl-C for the summary")
     with _output_may_close():
         run_live(options, sink, limits, record_path=record_path, ready_file=ready_file, event_filter=flt,
-                 record_existing=existing, banner=banner)
+                 record_existing=existing, banner=banner,
+                 drop_to=None if keep_root else drop_user)
 
 
 @contextlib.contextmanager
@@ -382,9 +406,11 @@ deploy/grafana-dashboard.json is a dashboard for the metrics.
               help="Write the port being served to FILE once every probe is attached and the "
                    "server listens (for scripts and tests).")
 @click.option("--duration", type=Seconds(), hidden=True)
+@privilege_options
 @click.option("--web.config.file", "web_config", type=click.Path(dir_okay=False), metavar="FILE",
               help="TLS and basic auth, in the Prometheus exporter-toolkit format (README: Running it safely).")
-def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, web_config, **filters) -> None:
+def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, drop_user, keep_root,
+             web_config, **filters) -> None:
     """Serve Prometheus metrics of TCP resets and aborts: by kernel reason, errno, verdict, who
     reset, process and workload, with the idle time before each reset. Counters kept in the
     kernel are read at scrape time; every series the tool can know in advance is served at 0
@@ -395,10 +421,11 @@ def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, 
 
     preflight.check_privileges()
     host, port = parse_listen(listen)
+    _check_user(drop_user, keep_root)
     flt = _event_filter(filters)
     run_exporter(_kernel_options(flt), host, port, top_processes=top_processes, endpoint_labels=endpoint_labels,
                  top_workloads=top_workloads, ready_file=ready_file, duration_s=duration, event_filter=flt,
-                 web_config=web_config)
+                 web_config=web_config, drop_to=None if keep_root else drop_user)
 
 
 def main(argv: Optional[list[str]] = None, interruptible: bool = False) -> int:

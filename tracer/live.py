@@ -23,7 +23,7 @@ from tracer.kernel.cgroups import CgroupResolver, RecordedCgroups
 from tracer.kernel.uids import RecordedUids, UidResolver
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
-from tracer.kernel import procfs
+from tracer.kernel import privileges, procfs
 from tracer.kernel import snmp
 from tracer.sinks import outfile, recording
 from tracer.kernel.capture import Capture
@@ -79,7 +79,8 @@ def refresh_scope(capture: Capture, pipe: Pipeline) -> None:
 
 def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optional[str] = None,
              ready_file: Optional[str] = None, event_filter: EventFilter = NO_FILTER,
-             record_existing: outfile.Existing = outfile.Existing.REFUSE, banner: Optional[str] = None) -> Summary:
+             record_existing: outfile.Existing = outfile.Existing.REFUSE, banner: Optional[str] = None,
+             drop_to: Optional[str] = privileges.DEFAULT_USER) -> Summary:
     """`banner`: shown once every probe is attached (never before a failure to start)."""
     stop = _Stop()
     old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
@@ -100,8 +101,9 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
         assert capture.context is not None and capture.features is not None
         if rec_fd >= 0:
             writer = recording.RecordingWriter(rec_fd, capture.context, meta=_meta(options, capture))
-        return _run(capture, options, sink, limits, stop, writer, ready_file, event_filter, banner)
+        return _run(capture, options, sink, limits, stop, writer, ready_file, event_filter, banner, drop_to)
     finally:
+        privileges.end()
         if capture is not None:
             capture.close()
         if writer is not None:
@@ -112,7 +114,8 @@ def run_live(options: Options, sink: Sink, limits: RunLimits, record_path: Optio
 
 def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop: _Stop,
          writer: Optional[recording.RecordingWriter], ready_file: Optional[str],
-         event_filter: EventFilter, banner: Optional[str] = None) -> Summary:
+         event_filter: EventFilter, banner: Optional[str] = None,
+         drop_to: Optional[str] = None) -> Summary:
     assert capture.context is not None and capture.features is not None
     summary = Summary()
     started = time.monotonic()
@@ -131,13 +134,17 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
 
     witness = None if capture.features.rst_layout_sockaddr else snmp.OutRstsWitness()
     capture.start(raw_sink=writer.write if writer else None)
+    # The ready file is created before the privilege drop (its directory may be root's) and
+    # written after it: "ready" means attached and unprivileged.
+    ready_fd = outfile.open_output(ready_file, "--ready-file") if ready_file else -1
+    privileges.after_start(drop_to, capture)
     if banner:
         sink.notice(banner)
     if witness is not None:
         sink.notice(f"this kernel ({kernel_host.release()}, before 6.10) does not trace resets sent with no "
                     "socket or by TIME_WAIT sockets; the summary gives the kernel's OutRsts count beside the tool's")
     if ready_file:
-        outfile.write_small(ready_file, "--ready-file", f"{os.getpid()}\n")
+        outfile.write_fd(ready_fd, ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)
     attributor = Attributor(cgroups, ns_names.name, uids)
     pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),

@@ -20,7 +20,7 @@ from tracer.explain.pipeline import Pipeline
 from tracer.httpd import MetricsServer, listen_warning
 from tracer.live import owner_resolver, refresh_scope
 from tracer.kernel import host as kernel
-from tracer.kernel import localaddrs
+from tracer.kernel import localaddrs, privileges
 from tracer.kernel import loader
 from tracer.kernel import netns as netns_mod
 from tracer.kernel.attribution import Attributor
@@ -46,7 +46,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
                  top_workloads: int = 20,
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None,
-                 event_filter: EventFilter = NO_FILTER, web_config: Optional[str] = None) -> None:
+                 event_filter: EventFilter = NO_FILTER, web_config: Optional[str] = None,
+                 drop_to: Optional[str] = privileges.DEFAULT_USER) -> None:
     if ready_file:
         outfile.check(ready_file, "--ready-file")
     web = webconfig.load(web_config) if web_config else webconfig.WebConfig()
@@ -78,9 +79,13 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         warning = listen_warning(host, server.server_address[1], web)
         if warning:
             sys.stderr.write(f"tcptrace-explain exporter: {warning}\n")
+        # Listening (any port), the ready file created (any directory) and the web config read
+        # as root; then unprivileged before the first thread starts (tracer/kernel/privileges.py).
+        ready_fd = outfile.open_output(ready_file, "--ready-file") if ready_file else -1
+        privileges.after_start(drop_to, capture)
         server.start()
         if ready_file:
-            outfile.write_small(ready_file, "--ready-file", f"{server.server_address[1]}\n")
+            outfile.write_fd(ready_fd, ready_file, "--ready-file", f"{server.server_address[1]}\n")
         started = last_tw = time.monotonic()
         while not stop.is_set():
             pipe.feed(capture.poll(50))
@@ -109,6 +114,7 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         if collector is not None:
             with collector.lock:
                 collector.closed = True
+        privileges.end()
         capture.close()
         for s, h in old.items():
             signal.signal(s, h)

@@ -80,7 +80,15 @@ def _named_namespaces(netns_dir: str) -> Iterable[str]:
         return []
 
 
-def scan(proc: str = "/proc", netns_dir: str = "/run/netns") -> set[str]:
+def scan(proc: str = "/proc", netns_dir: str = "/run/netns", direct: bool = False) -> set[str]:
+    """Every namespace's local addresses. After the privilege drop an unprivileged process
+    cannot see other users' namespaces nor enter any: the /proc broker scans (direct: this
+    process is the broker, or privileged)."""
+    from tracer.kernel import procfs
+
+    client = None if direct or proc != "/proc" else procfs.broker()
+    if client is not None:
+        return client.local_addrs()
     addrs: set[str] = set()
     for piddir in _namespaces(proc).values():
         addrs |= _addresses_of(f"{piddir}/net")

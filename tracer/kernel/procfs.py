@@ -10,6 +10,12 @@ Pre-forked servers listen in one process and accept in others: an accepted socke
 looked up lazily (ProcfsOwners), only in the listener owner's process tree and only for the
 inodes of records that need it. Reading another user's /proc/<pid>/fd needs root,
 CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE.
+
+After the privilege drop (tracer/kernel/privileges.py) the tracer has none of those: the reads
+that pass the kernel's ptrace access check (fd, exe, maps) then go through the /proc broker
+(tracer/kernel/broker.py) once route_through() was called. Use socket_inodes(), process_exe()
+and process_text() for them, never open those files directly, so they keep working after the
+drop. comm, stat, status, cgroup and children are readable by anyone and stay direct.
 """
 
 from __future__ import annotations
@@ -17,9 +23,28 @@ from __future__ import annotations
 import os
 import re
 import struct
-from typing import BinaryIO, Iterable, Optional
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Optional
+
+if TYPE_CHECKING:
+    from tracer.kernel.broker import Client
 
 _SOCKET_RE = re.compile(r"^socket:\[(\d+)\]$")
+# The broker of this process, set once when privileges are dropped (privileges are per process
+# too); only queries about the real /proc go through it.
+_broker: "Optional[Client]" = None
+
+
+def route_through(client: "Optional[Client]") -> None:
+    global _broker
+    _broker = client
+
+
+def broker() -> "Optional[Client]":
+    return _broker
+
+
+def _brokered(proc: str) -> "Optional[Client]":
+    return _broker if proc == "/proc" else None
 
 
 def process_exists(pid: int, proc: str = "/proc") -> bool:
@@ -140,6 +165,35 @@ def ancestors(pid: int, proc: str = "/proc", limit: int = 16) -> list[int]:
 
 def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
     """Inodes of the sockets a process holds (empty if it is gone or unreadable)."""
+    broker = _brokered(proc)
+    return broker.socket_inodes(pid) if broker is not None else direct_socket_inodes(pid, proc)
+
+
+def process_exe(pid: int, proc: str = "/proc") -> Optional[str]:
+    """The /proc/<pid>/exe link target; None if gone or unreadable."""
+    broker = _brokered(proc)
+    if broker is not None:
+        return broker.exe(pid)
+    try:
+        return os.readlink(os.path.join(proc, str(pid), "exe"))
+    except OSError:
+        return None
+
+
+def process_text(pid: int, name: str, proc: str = "/proc", limit: int = 1 << 20) -> Optional[str]:
+    """The text of /proc/<pid>/<name> for name in maps, status, cgroup (at most `limit` bytes)."""
+    broker = _brokered(proc)
+    if broker is not None:
+        return broker.read(pid, name)
+    try:
+        with open(os.path.join(proc, str(pid), name), "rb") as fh:
+            return fh.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def direct_socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
+    """socket_inodes() read by this process itself (the broker's own reads)."""
     fd_dir = os.path.join(proc, str(pid), "fd")
     out: set[int] = set()
     try:
@@ -159,8 +213,9 @@ def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
 class ProcfsOwners:
     """The lazy holder lookup the owner resolver (tracer/explain/owners.py) uses at run time."""
 
-    def __init__(self, proc: str = "/proc") -> None:
+    def __init__(self, proc: str = "/proc", direct: bool = False) -> None:
         self.proc = proc
+        self.direct = direct      # read /proc here even when a broker is set (the broker itself)
         self.walks = 0            # process fd tables read, for doctor and benchmarks
 
     def tree(self, root: int) -> list[int]:
@@ -168,12 +223,17 @@ class ProcfsOwners:
 
     def holders(self, pids: Iterable[int], inodes: set[int]) -> dict[int, tuple[int, str]]:
         """inode -> (pid, name) of the first process in `pids` holding it; stops once all are found."""
-        found: dict[int, tuple[int, str]] = {}
+        broker = None if self.direct else _brokered(self.proc)
+        if broker is not None:
+            found, walks = broker.holders(list(pids), inodes)
+            self.walks += walks
+            return found
+        found = {}
         for pid in pids:
             if len(found) == len(inodes):
                 break
             self.walks += 1
-            held = socket_inodes(pid, self.proc) & inodes
+            held = direct_socket_inodes(pid, self.proc) & inodes
             if held:
                 name = process_comm(pid, self.proc) or ""
                 for ino in held:

@@ -112,7 +112,12 @@ def open_output(path: str, option: str, existing: Existing = Existing.REFUSE) ->
 
 def write_small(path: str, option: str, text: str, existing: Existing = Existing.REFUSE) -> None:
     """A small file written whole at once (a ready file)."""
-    fd = open_output(path, option, existing)
+    write_fd(open_output(path, option, existing), path, option, text)
+
+
+def write_fd(fd: int, path: str, option: str, text: str) -> None:
+    """Write `text` whole to a descriptor from open_output() and close it (a ready file opened
+    before the privilege drop, written after it)."""
     try:
         data = text.encode()
         while data:

@@ -1,0 +1,164 @@
+"""The privilege drop, measured on the real tracer: after start-up the live run and the exporter
+are user nobody with no capabilities, yet still read their ring buffer and maps; an accepted
+socket's holder that only a /proc walk finds is still found (through the /proc broker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.lab.netns import Topology, in_netns
+from tests.scenario.test_exporter_http import connect_refused_as, free_port, get, running_exporter
+
+pytestmark = pytest.mark.scenario
+NOBODY = 65534
+CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+
+def status(path: str) -> dict[str, str]:
+    with open(f"{path}/status", encoding="ascii") as fh:
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in fh)}
+
+
+def assert_unprivileged(pid: int) -> dict[str, str]:
+    """Every thread: uid and gid nobody/nogroup (real, effective, saved, fs), no supplementary
+    groups, every capability set empty, no_new_privs."""
+    threads = os.listdir(f"/proc/{pid}/task")
+    for tid in threads:
+        st = status(f"/proc/{pid}/task/{tid}")
+        assert st["Uid"].split() == [str(NOBODY)] * 4, (tid, st["Uid"])
+        assert st["Gid"].split() == [str(NOBODY)] * 4, (tid, st["Gid"])
+        assert st["Groups"] == ""
+        assert {k: int(st[k], 16) for k in CAP_SETS} == dict.fromkeys(CAP_SETS, 0), (tid, st)
+        assert st["NoNewPrivs"] == "1"
+    return status(f"/proc/{pid}")
+
+
+def start_live(*args: str) -> tuple[subprocess.Popen, int, str]:
+    d = tempfile.mkdtemp(prefix="tte-priv-")     # 0700, root's: the ready file is created before the drop
+    ready = os.path.join(d, "ready")
+    p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "--json", "--ready-file", ready, *args], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not os.path.exists(ready) or not open(ready).read().strip():
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            raise AssertionError(f"tracer did not start: {p.communicate()}")
+        time.sleep(0.1)
+    return p, int(open(ready).read()), d
+
+
+def test_live_run_drops_to_nobody_and_still_reads_ring_buffer_and_maps():
+    closed = free_port()
+    p, pid, _ = start_live("--port", str(closed), "--duration", "6")
+    st = assert_unprivileged(pid)
+    print(f"\nlive: Uid {st['Uid']}  CapEff {st['CapEff']}  CapBnd {st['CapBnd']}")
+    connect_refused_as(b"priv-client", closed, times=3)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    # the ring buffer, read after the drop: the client's three refused connects
+    refused = [e for e in events if e["comm"] == "priv-client" and e["event"] == "reset_received"]
+    assert len(refused) == 3, [(e["event"], e["comm"], e["verdict"]) for e in events]
+    # the maps, read after the drop: the summary's kernel counters
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["records"] >= 6 and summary["lost"] == 0, summary
+
+
+def test_exporter_drops_to_nobody_and_still_reads_its_maps():
+    closed = free_port()
+    with running_exporter("--port", str(closed)) as exp:
+        st = assert_unprivileged(exp.p.pid)
+        print(f"\nexporter: Uid {st['Uid']}  CapEff {st['CapEff']}  threads {exp.threads()}")
+
+        def sent(text: str) -> float:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith('tcptrace_resets_total{direction="sent"'))
+
+        before = sent(get(exp.port)[1])
+        connect_refused_as(b"priv-exp", closed, times=4)
+        deadline = time.monotonic() + 10
+        while sent(get(exp.port)[1]) - before < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = get(exp.port)[1]
+        assert sent(text) - before == 4          # kernel-map counters, read at scrape time
+        assert 'comm="priv-exp"' in text          # explained from the ring buffer
+        assert_unprivileged(exp.p.pid)            # the HTTP threads too
+        assert "Traceback" not in exp.stderr()
+
+
+def test_no_drop_privileges_keeps_root():
+    p, pid, _ = start_live("--port", str(free_port()), "--duration", "2", "--no-drop-privileges")
+    assert status(f"/proc/{pid}")["Uid"].split()[0] == "0"
+    p.communicate(timeout=60)
+    assert p.returncode == 0
+
+
+def test_an_unknown_user_is_a_usage_error_before_anything_is_built():
+    p = subprocess.run([sys.executable, "-m", "tracer.cli", "--user", "no-such-user-here", "--duration", "1"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "no such user" in p.stderr, p.stderr
+
+
+HOLDER = """
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8080))
+s.listen(8)
+print(os.getpid(), flush=True)
+sys.stdin.readline()                 # the tracer is up: accept in a child
+child = os.fork()
+if child == 0:
+    c, _ = s.accept()
+    print(os.getpid(), flush=True)
+    time.sleep(4)                    # holds the reset socket: its close comes too late to wait for
+    c.close()
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_an_owner_found_by_the_proc_walk_is_still_right_after_the_drop():
+    """Another user's (daemon's) pre-forked server: the listener predates the tracer, a child
+    accepts, the client resets, the child keeps the socket. Only a walk of the child's
+    /proc/<pid>/fd finds it, which user nobody may not do (shown below); the tracer, as nobody,
+    still names the child: the broker walked."""
+    with Topology.pair() as topo:
+        srv = topo.popen(topo.server, ["setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups",
+                                       sys.executable, "-c", HOLDER, topo.server.v4],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        parent = int(srv.stdout.readline())
+        p, pid, _ = start_live("--netns", str(topo.netns_inode(topo.server)), "--duration", "8")
+        assert_unprivileged(pid)
+        srv.stdin.write("go\n")
+        srv.stdin.flush()
+        with in_netns(topo.client):
+            c = socket.socket()
+        c.settimeout(5)
+        c.connect((topo.server.v4, 8080))
+        child = int(srv.stdout.readline())
+        # what the tracer's user could see of the child's sockets by itself: nothing
+        alone = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                                "-c", f"from tracer.kernel import procfs; print(len(procfs.direct_socket_inodes({child})))"],
+                               cwd=REPO, capture_output=True, text=True, timeout=30)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
+        out, err = p.communicate(timeout=60)
+        srv.wait(timeout=10)
+    assert p.returncode == 0, err
+    assert alone.stdout.strip() == "0", alone
+    got = [json.loads(line) for line in out.splitlines()]
+    received = [e for e in got if e["event"] == "reset_received" and e["lport"] == 8080]
+    assert len(received) == 1, got
+    (e,) = received
+    assert e["pid"] == child and child != parent
+    assert "(found holding the socket in /proc)" in " ".join(e["evidence"]), e
