@@ -162,3 +162,36 @@ def test_an_owner_found_by_the_proc_walk_is_still_right_after_the_drop():
     (e,) = received
     assert e["pid"] == child and child != parent
     assert "(found holding the socket in /proc)" in " ".join(e["evidence"]), e
+
+
+BROKER_CHECK = """
+import json, os, sys
+from tracer.kernel import broker, privileges, procfs
+pid = int(sys.argv[1])
+client = broker.start(65534, 65534)
+procfs.route_through(client)
+privileges.become(65534, 65534)
+try:
+    os.readlink(f"/proc/{pid}/exe")
+    alone = "readable"
+except PermissionError:
+    alone = "denied"
+print(json.dumps({"alone": alone, "exe": procfs.exe(pid), "maps": procfs.mapped_files(pid),
+                  "go": procfs.go_build_version(pid), "uid": os.getuid(), "failures": client.failures}))
+"""
+
+
+def test_the_broker_reads_another_users_exe_and_maps_for_an_unprivileged_tracer():
+    victim = subprocess.Popen(["setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups", "sleep", "30"])
+    try:
+        time.sleep(0.3)
+        p = subprocess.run([sys.executable, "-c", BROKER_CHECK, str(victim.pid)], cwd=REPO, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        got = json.loads(p.stdout)
+        want_exe = os.readlink(f"/proc/{victim.pid}/exe")
+    finally:
+        victim.kill()
+        victim.wait()
+    assert got["uid"] == NOBODY and got["alone"] == "denied"
+    assert got["exe"] == want_exe and want_exe in got["maps"] and got["go"] is None and got["failures"] == 0

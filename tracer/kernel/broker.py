@@ -21,6 +21,7 @@ It answers a fixed set of queries and nothing else:
               and MAX_INODES), and how many fd tables were read
     inodes    {"pid": pid} -> [ino, ...]: the socket inodes a process holds
     exe       {"pid": pid} -> the /proc/<pid>/exe link target, or null
+    go_version {"pid": pid} -> the Go version in the executable's .go.buildinfo, or null
     read      {"pid": pid, "file": "maps" | "status" | "cgroup"} -> at most MAX_TEXT bytes of it
     local_addrs {} -> this host's addresses in every network namespace (tracer/kernel/localaddrs.py:
               a /proc/<pid>/ns/net walk, and setns() into the /run/netns ones no process is in)
@@ -100,6 +101,9 @@ def answer(req: Any) -> Any:
             return os.readlink(os.path.join(PROC, str(pid), "exe"))
         except OSError:
             return None
+    if op == "go_version":
+        _keys(req, {"op", "pid"})
+        return procfs.go_build_version(_pid(req["pid"]), PROC + "/")   # not "/proc": read it here
     if op == "read":
         _keys(req, {"op", "pid", "file"})
         pid = _pid(req["pid"])
@@ -187,6 +191,10 @@ class Client:
 
     def exe(self, pid: int) -> Optional[str]:
         v = self._ask_or({"op": "exe", "pid": pid}, None)
+        return v if isinstance(v, str) else None
+
+    def go_version(self, pid: int) -> Optional[str]:
+        v = self._ask_or({"op": "go_version", "pid": pid}, None)
         return v if isinstance(v, str) else None
 
     def read(self, pid: int, name: str) -> Optional[str]:

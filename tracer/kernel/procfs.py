@@ -13,9 +13,10 @@ CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE.
 
 After the privilege drop (tracer/kernel/privileges.py) the tracer has none of those: the reads
 that pass the kernel's ptrace access check (fd, exe, maps) then go through the /proc broker
-(tracer/kernel/broker.py) once route_through() was called. Use socket_inodes(), process_exe()
-and process_text() for them, never open those files directly, so they keep working after the
-drop. comm, stat, status, cgroup and children are readable by anyone and stay direct.
+(tracer/kernel/broker.py) once route_through() was called. Use socket_inodes(), exe(),
+go_build_version(), mapped_files() and process_text() for them, never open those files
+directly, so they keep working after the drop. comm, stat, status, cmdline, cgroup, net/tcp and
+children are readable by anyone and stay direct.
 """
 
 from __future__ import annotations
@@ -167,17 +168,6 @@ def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
     """Inodes of the sockets a process holds (empty if it is gone or unreadable)."""
     broker = _brokered(proc)
     return broker.socket_inodes(pid) if broker is not None else direct_socket_inodes(pid, proc)
-
-
-def process_exe(pid: int, proc: str = "/proc") -> Optional[str]:
-    """The /proc/<pid>/exe link target; None if gone or unreadable."""
-    broker = _brokered(proc)
-    if broker is not None:
-        return broker.exe(pid)
-    try:
-        return os.readlink(os.path.join(proc, str(pid), "exe"))
-    except OSError:
-        return None
 
 
 def process_text(pid: int, name: str, proc: str = "/proc", limit: int = 1 << 20) -> Optional[str]:
@@ -369,6 +359,9 @@ def startup_owners(pids: frozenset[int] = frozenset(), children: bool = False, l
 
 def exe(pid: int, proc: str = "/proc") -> Optional[str]:
     """The path of the process's executable (/proc/<pid>/exe), or None if unreadable."""
+    broker = _brokered(proc)
+    if broker is not None:
+        return broker.exe(pid)
     try:
         return os.readlink(os.path.join(proc, str(pid), "exe"))
     except OSError:
@@ -389,19 +382,18 @@ def mapped_files(pid: int, proc: str = "/proc", limit: int = 4096) -> Optional[l
     `limit` distinct paths."""
     out: list[str] = []
     seen: set[str] = set()
-    try:
-        with open(os.path.join(proc, str(pid), "maps"), encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                f = line.split(None, 5)
-                if len(f) == 6 and f[5].startswith("/"):
-                    path = f[5].rstrip("\n")
-                    if path not in seen:
-                        seen.add(path)
-                        out.append(path)
-                        if len(out) >= limit:
-                            break
-    except OSError:
+    text = process_text(pid, "maps", proc)
+    if text is None:
         return None
+    for line in text.splitlines():
+        f = line.split(None, 5)
+        if len(f) == 6 and f[5].startswith("/"):
+            path = f[5]
+            if path not in seen:
+                seen.add(path)
+                out.append(path)
+                if len(out) >= limit:
+                    break
     return out
 
 
@@ -412,6 +404,9 @@ def go_build_version(pid: int, proc: str = "/proc") -> Optional[str]:
     """The Go version a binary was built with, from its ELF .go.buildinfo section (Go 1.13+),
     read through /proc/<pid>/exe: "go1.22.1", "go" when the section holds no inline version
     (before Go 1.18), None for a non-Go (or unreadable) executable."""
+    broker = _brokered(proc)
+    if broker is not None:
+        return broker.go_version(pid)
     try:
         with open(os.path.join(proc, str(pid), "exe"), "rb") as fh:
             return elf_go_version(fh)
