@@ -33,6 +33,7 @@ from tracer.explain.owners import OwnerResolver
 from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.pipeline import Pipeline
 from tracer.explain.rules import Explanation
+from tracer.explain.storm import StormCount
 from tracer.model.options import Options
 from tracer.model.record import Record
 from tracer.explain.summary import Summary
@@ -197,7 +198,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                     break
             if now - last_storm >= 1.0:
                 last_storm = now
-                _storm(capture, sink, summary, event_filter, attributor)
+                _storm(capture, sink, summary, event_filter, attributor, writer)
             if now - last_insight >= INSIGHT_EVERY_S:
                 fresh = capture.active_closes()
                 for ins in insights.time_wait_pileups(closes, fresh, now - last_insight,
@@ -218,7 +219,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         # Records already in the ring buffer still count: drain and explain them.
         feed(capture.poll(0))
         emit(pipe.release(None))
-        _storm(capture, sink, summary, event_filter, attributor)
+        _storm(capture, sink, summary, event_filter, attributor, writer)
     except BrokenPipeError:
         # The reader of our output went away (`| head -1`): the recording is still finished
         # whole (the drain reaches it), then the CLI ends quietly.
@@ -265,8 +266,17 @@ def _strerror(exc: Optional[OSError]) -> str:
 
 
 def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFilter,
-           attributor: Attributor) -> None:
-    buckets = [b for b in capture.storm()
+           attributor: Attributor, writer: Optional[recording.RecordingWriter] = None) -> None:
+    drained = capture.storm()
+    if drained and writer is not None:
+        # All of them, as the records are: replay applies its own filters.
+        writer.storm([b.to_record() for b in drained])
+    show_storm(drained, sink, summary, event_filter, attributor)
+
+
+def show_storm(drained: list[StormCount], sink: Sink, summary: Summary, event_filter: EventFilter,
+               attributor: Attributor) -> None:
+    buckets = [b for b in drained
                if event_filter.match_storm(b, attributor.annotate(b.explained()) if event_filter.judges_storm_explained else None)]
     if buckets:
         sink.storm(buckets)
@@ -293,7 +303,8 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     summary = Summary()
     # Holders come from the recording's OWNER records; --pid decides on them as it did live.
     owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None)
-    pipe = Pipeline(recording.peer_check(end), owners, recorded_attribution(end))
+    attribution = recorded_attribution(end)
+    pipe = Pipeline(recording.peer_check(end), owners, attribution)
 
     def emit(explained: list[Explanation]) -> None:
         for e in explained:
@@ -301,13 +312,19 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
                 sink.event(e)
                 summary.add(e)
 
+    storms: list[list[StormCount]] = []
+    reader.on_storm = storms.append
     records = reader.iter_records()
     while True:
         chunk = list(itertools.islice(records, REPLAY_CHUNK))
+        if chunk:
+            pipe.feed(chunk)
+            emit(pipe.release(max(r.ts_ns for r in chunk)))
+        for drained in storms:
+            show_storm(drained, sink, summary, event_filter, attribution)
+        storms.clear()
         if not chunk:
             break
-        pipe.feed(chunk)
-        emit(pipe.release(max(r.ts_ns for r in chunk)))
     emit(pipe.release(None))
     counters = Counters.replayed(reader.count, recording.end_of(reader.end).get("counters", {}))
     if reader.bad:

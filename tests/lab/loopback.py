@@ -19,6 +19,11 @@ def refused(port: int) -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     lport = s.getsockname()[1]
+    if lport == port:
+        # The ephemeral port drawn is the closed port itself: a connect would meet itself
+        # (simultaneous open) and succeed. Draw again.
+        s.close()
+        return refused(port)
     try:
         s.connect(("127.0.0.1", port))
     except ConnectionRefusedError:

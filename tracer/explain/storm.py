@@ -34,6 +34,9 @@ class StormCount:
     port: int
     family: int
     count: int
+    # The resets answered connection attempts (SYNs): known when this host's own connects were
+    # refused in the same second (join()); the kernel's bucket key has no segment flags.
+    syn: bool = False
 
     def case(self) -> Case:
         """What the rules may know of this bucket: what the kernel keyed it by. The timings it
@@ -43,7 +46,7 @@ class StormCount:
         no_socket = self.type is RecordType.RESET_SENT and self.reason is None and self.state is None
         return Case(event=self.type, state=self.state, kernel_reason=self.reason, errno=self.errno,
                     flags=frozenset({"no_socket"}) if no_socket else frozenset(), pid=self.pid, comm=self.comm,
-                    thread=self.comm, family=self.family, raddr=self.raddr, rport=self.port)
+                    thread=self.comm, family=self.family, raddr=self.raddr, rport=self.port, syn=self.syn)
 
     def explained(self) -> Explanation:
         """This bucket's verdict, through the same rules as a full record."""
@@ -62,6 +65,95 @@ class StormCount:
         return {"type": self.type.value, "state": self.state, "reason": self.reason, "errno": self.errno,
                 "pid": self.pid or None, "comm": self.comm or None, "remote": self.raddr, "port": self.port,
                 "count": self.count}
+
+    def to_record(self) -> dict[str, Any]:
+        """The bucket as a recording's storm line keeps it (from_record reads it back)."""
+        return {**self.to_json(), "family": self.family, "syn": self.syn}
+
+    @classmethod
+    def from_record(cls, d: Any) -> "StormCount":
+        """A bucket from a recording; ValueError says which field is wrong."""
+        if not isinstance(d, dict):
+            raise ValueError("a storm bucket must be an object")
+        try:
+            rtype = RecordType(d["type"])
+        except (KeyError, ValueError, TypeError):
+            raise ValueError("storm bucket type is not a record type") from None
+        for k in ("state", "reason", "errno", "comm"):
+            v = d.get(k)
+            if v is not None and not (isinstance(v, str) and len(v) <= 64):
+                raise ValueError(f"storm bucket {k} is not a name")
+        for k, hi in (("count", 1 << 63), ("pid", 1 << 32), ("port", 1 << 16), ("family", 1 << 16)):
+            v = d.get(k) or 0
+            if type(v) is not int or not 0 <= v < hi:
+                raise ValueError(f"storm bucket {k} is out of range")
+        remote = d.get("remote")
+        try:
+            if not isinstance(remote, str):
+                raise ValueError(remote)
+            ipaddress.ip_address(remote)
+        except ValueError:
+            raise ValueError("storm bucket remote is not an address") from None
+        return cls(type=rtype, state=d.get("state"), reason=d.get("reason"), errno=d.get("errno"), pid=d.get("pid") or 0,
+                   comm=d.get("comm") or "", raddr=remote, port=d.get("port") or 0, family=d.get("family") or 2,
+                   count=d["count"], syn=d.get("syn") is True)
+
+
+# What tcp_reset() reports to the application: the abort (error report) of a socket whose
+# reset was received is part of that reset's incident, not an incident of its own.
+RESET_ERRNOS = frozenset({"ECONNREFUSED", "ECONNRESET", "EPIPE"})
+
+
+def join(buckets: list[StormCount]) -> list[StormCount]:
+    """One incident per connection, as outside a storm: the kernel counts each record type in
+    its own bucket, so a refused connect is a received reset AND an abort. An abort bucket with
+    the errno of a reset is folded into the received-reset bucket of the same owner and remote
+    end (that bucket takes its errno); only the abort count beyond it stays an abort. And a
+    sent reset with no socket answered a SYN where this host's own connects to that port were
+    refused in the same second (SYN_SENT): that many are port_closed, not unknown_connection,
+    and keyed by the refused port (the service)."""
+    def end(b: StormCount) -> tuple[Any, ...]:
+        return (b.pid, b.comm, b.raddr, b.port, b.family)
+
+    received: dict[tuple[Any, ...], int] = {}
+    for i, b in enumerate(buckets):
+        if b.type is RecordType.RESET_RECEIVED:
+            received.setdefault(end(b), i)
+    out = list(buckets)
+    absorbed: dict[int, int] = {}          # received-reset bucket -> aborts folded into it
+    for i, b in enumerate(buckets):
+        j = received.get(end(b))
+        if b.type is not RecordType.ABORT or b.errno not in RESET_ERRNOS or j is None:
+            continue
+        take = min(out[j].count - absorbed.get(j, 0), b.count)
+        if take <= 0:
+            continue
+        out[j] = dataclasses.replace(out[j], errno=out[j].errno or b.errno)
+        absorbed[j] = absorbed.get(j, 0) + take
+        out[i] = dataclasses.replace(b, count=b.count - take)
+    refused: dict[int, int] = {}           # port connected to -> refused connects (SYN_SENT)
+    for b in out:
+        if b.type is RecordType.RESET_RECEIVED and b.state == "SYN_SENT":
+            refused[b.port] = refused.get(b.port, 0) + b.count
+    final: list[StormCount] = []
+    for b in out:
+        if b.count == 0:
+            continue
+        if b.type is RecordType.RESET_SENT and b.state is None and not b.syn:
+            # With no socket the kernel keys the bucket by the lower of the two ports
+            # (bpf/storm.bpf.h service_port): the refused port, or a client port below it.
+            left = b.count
+            for port in sorted(refused):
+                if left and refused[port] and (b.port == port or b.port < port):
+                    take = min(left, refused[port])
+                    refused[port] -= take
+                    left -= take
+                    final.append(dataclasses.replace(b, count=take, syn=True, port=port))
+            if left:
+                final.append(dataclasses.replace(b, count=left))
+            continue
+        final.append(b)
+    return final
 
 
 def decode_bucket(key: dict[str, Any], count: int, ctx: DecodeContext) -> StormCount:

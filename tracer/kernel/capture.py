@@ -141,10 +141,10 @@ class Capture:
 
     def storm(self) -> list[Any]:
         """Storm buckets since the last call, as tracer.explain.storm.StormCount."""
-        from tracer.explain.storm import decode_bucket
+        from tracer.explain.storm import decode_bucket, join
 
         assert self._loader is not None and self.context is not None
-        return [decode_bucket(k, n, self.context) for k, n in self._loader.storm_drain()]
+        return join([decode_bucket(k, n, self.context) for k, n in self._loader.storm_drain()])
 
     def attached(self) -> int:
         assert self._loader is not None

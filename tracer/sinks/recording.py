@@ -3,7 +3,10 @@
 Format (JSON lines, so a truncated file is still readable up to its last line):
   line 1: {"format": "tcptrace-explain-recording", "version": 1, "context": {...}, "meta": {...}}
   then:   {"r": "<base64 of one struct tte_record>"}
+  and:    {"storm": [{bucket}, ...]} once a second during a reset storm: what the kernel counted
+          instead of sending one by one (tracer/explain/storm.py, StormCount.to_record)
   last:   {"end": {...}} with the kernel counters at the end of the run (optional)
+A run added with --append starts with its own header line.
 The header's context holds the kernel's enum names and clock offset, so replay decodes exactly
 as the live run did, on any machine.
 """
@@ -18,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 
+from tracer.explain.storm import StormCount
 from tracer.kernel import localaddrs
 from tracer.model.errors import OutputUnwritable, RecordingInvalid
 from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
@@ -71,7 +75,7 @@ class RecordingWriter:
         self._line('{"r":"' + base64.b64encode(raw).decode() + '"}\n')
         self.count += 1
 
-    def storm(self, buckets: Sequence[dict[str, Any]]) -> None:
+    def storm(self, buckets: Sequence[dict[str, Any]]) -> None:  # StormCount.to_record() each
         """One line of reset_storm buckets (what the kernel counted instead of sending)."""
         self._line(json.dumps({"storm": list(buckets)}, separators=(",", ":")) + "\n")
 
@@ -171,6 +175,8 @@ class Reader:
         self.ignored_bytes = 0      # a partial last line
         self.end: Optional[dict[str, Any]] = None
         self.storms: int = 0        # storm lines read
+        # Called with each storm line's buckets as it is read (replay shows them in order).
+        self.on_storm: Optional[Callable[[list[StormCount]], None]] = None
         first = self._next()
         if first is None:
             raise RecordingInvalid(f"{name} is empty", _NOT_A_RECORDING)
@@ -236,6 +242,17 @@ class Reader:
                     raise RecordingInvalid(f"{self._where()}: bad record encoding") from None
                 self.count += 1
                 yield raw, self.context
+            elif "storm" in obj:
+                buckets = obj["storm"]
+                try:
+                    if not isinstance(buckets, list):
+                        raise ValueError("expected a list of buckets")
+                    parsed = [StormCount.from_record(b) for b in buckets]
+                except ValueError as exc:
+                    raise RecordingInvalid(f"{self._where()}: bad storm line ({exc})") from None
+                self.storms += 1
+                if self.on_storm is not None:
+                    self.on_storm(parsed)
             elif "end" in obj:
                 self._add_end(obj["end"])
             elif "format" in obj:

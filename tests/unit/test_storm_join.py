@@ -1,0 +1,78 @@
+"""Storm buckets: one incident per connection, and storm lines in recordings."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from tests.unit.helpers import RECORDINGS
+from tracer.explain.storm import StormCount, join
+from tracer.model.errors import RecordingInvalid
+from tracer.model.record import RecordType
+from tracer.sinks import recording
+
+
+def bucket(rtype, count, state=None, reason=None, errno=None, pid=0, comm="", port=8080, raddr="10.0.0.2"):
+    return StormCount(type=rtype, state=state, reason=reason, errno=errno, pid=pid, comm=comm, raddr=raddr,
+                      port=port, family=2, count=count)
+
+
+REFUSED = [  # what the kernel counts for 100 connects of pid 7 refused by 10.0.0.2:8080
+    bucket(RecordType.RESET_RECEIVED, 100, state="SYN_SENT", pid=7, comm="curl"),
+    bucket(RecordType.ABORT, 100, state="SYN_SENT", errno="ECONNREFUSED", pid=7, comm="curl"),
+    bucket(RecordType.RESET_SENT, 60, reason="NO_SOCKET", raddr="10.0.0.1", port=8080),
+    bucket(RecordType.RESET_SENT, 40, reason="NO_SOCKET", raddr="10.0.0.1", port=1025),  # client port < 8080
+]
+
+
+def verdicts(buckets):
+    out = {}
+    for b in buckets:
+        v = b.explained().verdict.value
+        out[v] = out.get(v, 0) + b.count
+    return out
+
+
+def test_a_refused_connect_is_one_incident_on_each_side():
+    assert verdicts(join(REFUSED)) == {"connection_refused": 100, "port_closed": 100}
+    assert {b.port for b in join(REFUSED) if b.type is RecordType.RESET_SENT} == {8080}
+
+
+def test_without_the_join_the_kernel_buckets_double_count():
+    assert verdicts(REFUSED) != {"connection_refused": 100, "port_closed": 100}
+
+
+def test_aborts_beyond_the_received_resets_stay_aborts():
+    more = [REFUSED[0], bucket(RecordType.ABORT, 130, state="SYN_SENT", errno="ECONNREFUSED", pid=7, comm="curl")]
+    joined = join(more)
+    assert sum(b.count for b in joined) == 130
+    assert [b.count for b in joined if b.type is RecordType.ABORT] == [30]
+
+
+def test_no_socket_resets_without_refused_connects_stay_unknown_connections():
+    alone = [bucket(RecordType.RESET_SENT, 5, reason="NO_SOCKET", port=443)]
+    assert join(alone) == alone
+
+
+def test_storm_lines_round_trip_through_a_recording():
+    text = open(RECORDINGS[0], encoding="utf-8").read()
+    line = json.dumps({"storm": [b.to_record() for b in join(REFUSED)]}) + "\n"
+    reader = recording.Reader(io.BytesIO((text + line).encode()), "x.jsonl")
+    seen = []
+    reader.on_storm = seen.append
+    list(reader.iter_records())
+    assert seen == [join(REFUSED)] and reader.storms == 1
+
+
+@pytest.mark.parametrize("bad", [{"storm": 1}, {"storm": [{"type": "nope", "count": 1, "remote": "1.2.3.4"}]},
+                                 {"storm": [{"type": "abort", "count": -1, "remote": "1.2.3.4"}]},
+                                 {"storm": [{"type": "abort", "count": 1, "remote": "x"}]},
+                                 {"storm": [{"type": "abort", "count": 1, "remote": "1.2.3.4", "port": 70000}]}])
+def test_a_bad_storm_line_is_a_bad_recording_with_its_line(bad):
+    text = open(RECORDINGS[0], encoding="utf-8").read()
+    n = len(text.splitlines()) + 1
+    with pytest.raises(RecordingInvalid) as err:
+        recording.read(io.BytesIO((text + json.dumps(bad) + "\n").encode()), "x.jsonl")
+    assert f"x.jsonl:{n}: bad storm line" in err.value.message
