@@ -19,18 +19,32 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def replay_once(path: str) -> tuple[float, float, int]:
-    """(wall s, CPU s, peak RSS KiB) of one replay in a fresh process."""
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def replay_once(path: str) -> tuple[float, float, int, list[int]]:
+    """(wall s, CPU s, peak RSS KiB, RSS KiB sampled every second) of one replay."""
     t = time.monotonic()
+    samples = []
     with open(os.devnull, "w") as out:
         p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "replay", "--json", path], cwd=REPO,
                              stdout=out, stderr=out)
-        _, status, usage = os.wait4(p.pid, 0)    # this child's own rusage
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)    # this child's own rusage
+            if pid:
+                break
+            samples.append(rss_kib(p.pid))
+            time.sleep(1.0)
     wall = time.monotonic() - t
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"replay of {path} failed: rc {p.returncode}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, [x for x in samples if x]
 
 
 def main() -> None:
@@ -38,15 +52,18 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000", help="records per recording, comma list")
     ap.add_argument("--dir", default="/tmp", help="where the generated recordings go")
     a = ap.parse_args()
-    print(f"{'records':>9} {'MB':>6} {'wall s':>7} {'cpu s':>7} {'rec/s':>8} {'peak RSS MB':>11}")
+    print(f"{'records':>9} {'MB':>6} {'wall s':>7} {'cpu s':>7} {'rec/s':>8} {'peak RSS MB':>11}  "
+          "RSS MB at 25/50/75/100 % of the run")
     for n in (int(x) for x in a.sizes.split(",")):
         path = os.path.join(a.dir, f"tte-bench-{n}.jsonl")
         if not os.path.exists(path):
             subprocess.run([sys.executable, os.path.join(REPO, "scripts", "big_recording.py"), "--count", str(n),
                             path], check=True)
-        wall, cpu, rss = replay_once(path)
+        wall, cpu, rss, samples = replay_once(path)
+        quarters = " / ".join(f"{samples[min(len(samples) - 1, len(samples) * q // 4)] / 1024:.0f}"
+                              for q in (1, 2, 3, 4)) if samples else "-"
         print(f"{n:>9} {os.path.getsize(path) / 1e6:>6.0f} {wall:>7.1f} {cpu:>7.1f} {n / wall:>8.0f} "
-              f"{rss / 1024:>11.0f}", flush=True)
+              f"{rss / 1024:>11.0f}  {quarters}", flush=True)
 
 
 if __name__ == "__main__":

@@ -240,6 +240,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
             recording_stopped()
     if out_gone:
         raise BrokenPipeError("the output was closed")
+    summary.evicted = pipe.evictions()
     sink.summary(summary, counters, time.monotonic() - started, tables=capture.table_usage())
     if writer is not None and writer.error is not None:
         raise RecordingStopped(f"the recording stopped early: {_strerror(writer.error)} "
@@ -332,6 +333,7 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     if reader.ignored_bytes:
         sink.notice(f"{reader.name} ends in a partial line (the run was cut short: a crash, kill -9 or a full "
                     f"disk); its last {reader.ignored_bytes} bytes were ignored")
+    summary.evicted = pipe.evictions()
     sink.summary(summary, counters, 0.0)
     return summary
 

@@ -89,6 +89,7 @@ class Correlator:
         # Without a /proc lookup (replay), holders come only from the recording's OWNER records.
         self.owners = owners if owners is not None else OwnerResolver()
         self.dropped_states = 0
+        self.peers_evicted = 0       # resets dropped from the peer index for PEER_INDEX_MAX
 
     def feed(self, records: Iterable[Record]) -> None:
         for r in records:
@@ -205,7 +206,9 @@ class Correlator:
         self._recent[key] = r
         self._recent.move_to_end(key)
         while len(self._recent) > PEER_INDEX_MAX:
-            self._recent.popitem(last=False)
+            old = self._recent.popitem(last=False)[1]
+            if r.ts_ns - old.ts_ns <= PEER_WINDOW_NS:   # still of use: a link may be missed
+                self.peers_evicted += 1
 
     def _link_peer(self, inc: Incident) -> Incident:
         """Join the other end's reset (swapped 4-tuple, the other direction) seen recently."""

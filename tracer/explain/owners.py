@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol
 
+from tracer.model.bounded import BoundedDict
 from tracer.model.record import OWNER_FROM_PROCFS, OWNER_INHERITED, Record, RecordType
 
 # How long a record waits for its holder's close before /proc is asked. nginx, gunicorn and
@@ -109,11 +110,17 @@ class OwnerResolver:
         self.hold_ns = hold_ns
         self.grace_ns = grace_ns
         self._holders: "OrderedDict[tuple[int, int, int], _Holder]" = OrderedDict()
-        self._missed: dict[tuple[int, int, int], int] = {}
-        self._walked: dict[int, int] = {}        # listener owner -> when its tree was last walked
+        self.holders_evicted = 0                 # dropped for OWNERS_MAX (not for their TTL)
+        # socket key -> when its holder was first missed in /proc; listener owner -> when its
+        # tree was last walked. Both bounded: a long session sees millions of sockets.
+        self._missed: BoundedDict[tuple[int, int, int], int] = BoundedDict(OWNERS_MAX)
+        self._walked: BoundedDict[int, int] = BoundedDict(OWNERS_MAX)
         self.dropped: Counter[tuple[str, str]] = Counter()  # drop_key -> records the --pid scope dropped
         self.resolved: Counter[str] = Counter()             # how holders were learnt: "close", "procfs"
         self.unresolved = 0
+
+    def evictions(self) -> dict[str, int]:
+        return {"owners": self.holders_evicted + self._missed.evicted + self._walked.evicted}
 
     @staticmethod
     def needs(r: Record) -> bool:
@@ -131,6 +138,8 @@ class OwnerResolver:
         self._holders.move_to_end(key)
         while len(self._holders) > OWNERS_MAX or (
                 self._holders and h.ts_ns - next(iter(self._holders.values())).ts_ns > OWNER_TTL_NS):
+            if len(self._holders) > OWNERS_MAX:
+                self.holders_evicted += 1
             self._holders.popitem(last=False)
         self._missed.pop(key, None)
 
@@ -163,8 +172,6 @@ class OwnerResolver:
             assert self.lookup is not None
             if now_ns is not None:
                 self._walked[root] = now_ns
-                if len(self._walked) > OWNERS_MAX:
-                    self._walked.clear()
             trees[root] = self.lookup.tree(root)
             found = self.lookup.holders(trees[root], {records[i].ino for i in positions})
             for i in positions:

@@ -63,6 +63,10 @@ class Pipeline:
             out = [(inc, self._annotator.annotate(e)) for inc, e in out]
         return out
 
+    def evictions(self) -> dict[str, int]:
+        """Entries the bounded user-space tables dropped, per table (summary, self metrics)."""
+        return {"peer_index": self._corr.peers_evicted, **self._corr.owners.evictions()}
+
     @property
     def dropped_states(self) -> int:
         return self._corr.dropped_states

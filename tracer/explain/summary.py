@@ -97,6 +97,8 @@ class Summary:
     pids: dict[Union[Group, str], set[int]] = field(default_factory=dict)  # group or name -> pids
     fixes: dict[Group, str] = field(default_factory=dict)       # group -> first fix
     insights: list[Insight] = field(default_factory=list)       # the latest insight per (kind, pid, remote)
+    # entries the run's bounded user-space tables dropped, per table (set at the end of a run)
+    evicted: dict[str, int] = field(default_factory=dict)
 
     def add(self, e: Explanation, n: int = 1) -> None:
         self.total += n
@@ -116,7 +118,8 @@ class Summary:
                     pids = self.pids.setdefault(key, set())
                     if len(pids) < MAX_PIDS:
                         pids.add(e.pid)
-        if group not in self.fixes and e.fix:
+        if group not in self.fixes and e.fix and group in self.by_group:
+            # only for groups with a count of their own (at most MAX_KEYS; the rest are "other")
             self.fixes[group] = e.fix[0]
 
     def add_storm(self, buckets: Sequence[StormCount]) -> None:
@@ -159,4 +162,5 @@ class Summary:
             "by_endpoint": dict(self.by_endpoint.most_common(20)),
             "insights": [i.to_json() for i in self.insights],
             "top_fix": None if top is None else top.to_json(),
+            "evicted": dict(self.evicted),
         }

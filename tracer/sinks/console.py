@@ -161,6 +161,9 @@ class ConsoleSink:
                          style="dim"))
         if counters.lost:
             self._say(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+        if summary.evicted:
+            self._say(Text("user-space tables: evicted " + ", ".join(f"{k} {n}" for k, n in sorted(summary.evicted.items())),
+                           style="dim"))
         if counters.kernel_out_rsts is not None:
             self._say(Text(f"  resets sent in this network namespace: kernel OutRsts +{counters.kernel_out_rsts}, "
                            f"explained {counters.explained_sent_here}; this kernel (before 6.10) does not trace "

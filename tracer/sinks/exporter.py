@@ -325,6 +325,12 @@ class KernelCollector:
                                   "the kernel's storm summaries instead of sent one by one.", value=c.summarized)
         yield CounterMetricFamily(f"{PREFIX}_records_storm_overflow", "Storm events counted only in the kernel "
                                   "totals because the storm summary table was full.", value=c.storm_full)
+        evicted = CounterMetricFamily(f"{PREFIX}_table_evictions", "Entries the exporter's bounded user-space "
+                                      "tables dropped to stay within their size (a link or holder may be missed).",
+                                      labels=["table"])
+        for table, n in sorted(self.pipeline.evictions().items()):
+            evicted.add_metric([table], n)
+        yield evicted
         yield GaugeMetricFamily(f"{PREFIX}_scrape_duration_seconds", "Duration of the previous scrape.",
                                 value=self.last_scrape_s)
         self.last_scrape_s = time.monotonic() - start
