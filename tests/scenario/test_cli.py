@@ -84,7 +84,8 @@ def test_json_output_validates_and_replay_gives_the_same_explanations(tmp_path):
 def test_live_console_in_a_terminal_shows_verdict_pid_and_idle():
     from tests.lab.transcript import live_console
 
-    t = live_console("nat_idle")
+    # the lab's namespaces only: the machine's other work must not push the events off the screen
+    t = live_console("nat_idle", own_netns=True)
     pid_line = [line for line in t.screen.splitlines() if "tte-scheduler (pid" in line]
     assert pid_line, t.screen
     assert "stale_after_idle" in t.screen and "idle 4.0 s" in t.screen
