@@ -94,7 +94,7 @@ BPF_TABLE("lru_hash", u64, struct tte_sock, socks, TTE_MAX_SOCKS);
  * average); and two CPUs writing the same slot in the same instant can mix two histories (no
  * lock: tracing programs cannot take bpf_spin_lock). destroy_ns is cleared first and written
  * last, so a reader never takes a slot while it is rewritten in the common, single-writer case.
- * Bounded: TTE_MAX_CLOSED slots, allocated once. */
+ * Bounded: TTE_MAX_CLOSED slots and their sets' headers, allocated once. */
 #define TTE_CLOSED_WAYS 4
 /* A compiler barrier: keeps the stores around it in program order (x86 keeps them so too). */
 #define tte_barrier() __asm__ __volatile__("" ::: "memory")
@@ -105,6 +105,16 @@ struct tte_closed_slot {
     struct tte_closed c; /* c.destroy_ns == 0: empty, or being written */
 };
 BPF_ARRAY(closed, struct tte_closed_slot, TTE_MAX_CLOSED);
+/* closed_sets: one cache line per set naming what its slots hold (the tuple's hash and
+ * destroy_ns per way), so finding a tuple or a victim touches one line, not four slots of five
+ * lines each: with the table far larger than the caches, those misses were most of the cost of
+ * keeping the history. Written with the slot (closed_slot(), closed_commit()). */
+struct tte_closed_set {
+    u64 destroy_ns[TTE_CLOSED_WAYS]; /* 0: empty, or being written */
+    u32 tag[TTE_CLOSED_WAYS];        /* tuple_hash() of the slot's tuple */
+    u64 _pad[2];
+};
+BPF_ARRAY(closed_sets, struct tte_closed_set, TTE_CLOSED_SETS);
 
 static __always_inline u32 tuple_hash(const struct tte_tuple *t)
 {
@@ -131,10 +141,16 @@ static __always_inline int tuple_eq(const struct tte_tuple *a, const struct tte_
 /* The history kept for tuple T, or 0. */
 static __always_inline struct tte_closed *closed_find(const struct tte_tuple *t)
 {
-    u32 base = (tuple_hash(t) % TTE_CLOSED_SETS) * TTE_CLOSED_WAYS;
+    u32 h = tuple_hash(t);
+    u32 set = h % TTE_CLOSED_SETS;
+    struct tte_closed_set *cs = closed_sets.lookup(&set);
+    if (!cs)
+        return 0;
 #pragma unroll
     for (int w = 0; w < TTE_CLOSED_WAYS; w++) {
-        u32 i = base + w;
+        if (!cs->destroy_ns[w] || cs->tag[w] != h)
+            continue;
+        u32 i = set * TTE_CLOSED_WAYS + w;
         struct tte_closed_slot *sl = closed.lookup(&i);
         if (sl && sl->c.destroy_ns && tuple_eq(&sl->t, t))
             return &sl->c;
@@ -142,34 +158,61 @@ static __always_inline struct tte_closed *closed_find(const struct tte_tuple *t)
     return 0;
 }
 
-/* The slot to write tuple T's history into (its tuple set, destroy_ns cleared), or 0. */
-static __always_inline struct tte_closed *closed_slot(const struct tte_tuple *t)
+/* Where tuple T's history is written: the way of its set that is empty, holds T already, or is
+ * the oldest. The set names the way as empty until closed_commit(). */
+struct tte_closed_ref {
+    struct tte_closed_set *set;
+    struct tte_closed *c;
+    u32 way;
+    u32 tag;
+};
+
+static __always_inline int closed_slot(const struct tte_tuple *t, struct tte_closed_ref *ref)
 {
-    u32 base = (tuple_hash(t) % TTE_CLOSED_SETS) * TTE_CLOSED_WAYS;
-    struct tte_closed_slot *victim = 0;
+    u32 h = tuple_hash(t);
+    u32 set = h % TTE_CLOSED_SETS;
+    struct tte_closed_set *cs = closed_sets.lookup(&set);
+    if (!cs)
+        return 0;
+    u32 way = 0;
     u64 oldest = ~0ULL;
 #pragma unroll
     for (int w = 0; w < TTE_CLOSED_WAYS; w++) {
-        u32 i = base + w;
-        struct tte_closed_slot *sl = closed.lookup(&i);
-        if (!sl)
-            continue;
-        u64 d = sl->c.destroy_ns;
-        if (d == 0 || tuple_eq(&sl->t, t)) {
-            victim = sl;
+        u64 d = cs->destroy_ns[w];
+        if (d == 0 || cs->tag[w] == h) {
+            /* empty, or probably T's own (the slot's tuple is overwritten either way) */
+            way = w;
             break;
         }
         if (d < oldest) {
             oldest = d;
-            victim = sl;
+            way = w;
         }
     }
-    if (!victim)
+    u32 i = set * TTE_CLOSED_WAYS + (way & (TTE_CLOSED_WAYS - 1));
+    struct tte_closed_slot *sl = closed.lookup(&i);
+    if (!sl)
         return 0;
-    victim->c.destroy_ns = 0;
+    cs->destroy_ns[way & (TTE_CLOSED_WAYS - 1)] = 0;
+    sl->c.destroy_ns = 0;
     tte_barrier();
-    __builtin_memcpy(&victim->t, t, sizeof(*t));
-    return &victim->c;
+    __builtin_memcpy(&sl->t, t, sizeof(*t));
+    ref->set = cs;
+    ref->c = &sl->c;
+    ref->way = way & (TTE_CLOSED_WAYS - 1);
+    ref->tag = h;
+    return 1;
+}
+
+/* The slot's history is complete: name it in its set. */
+static __always_inline void closed_commit(struct tte_closed_ref *ref, u64 destroy_ns)
+{
+    tte_barrier();
+    ref->c->destroy_ns = destroy_ns;
+    u32 w = ref->way & (TTE_CLOSED_WAYS - 1);
+    ref->set->tag[w] = ref->tag;
+    tte_barrier();
+    ref->set->destroy_ns[w] = destroy_ns;
 }
 
 /* listeners: (netns << 16 | port) -> the owner of the listening socket, so an accepted child

@@ -236,8 +236,9 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
         t.rport = args->dport;
         ADDRS_FROM_ARGS(args->family, t.laddr, t.raddr);
         tuple_unmap(&t);
-        struct tte_closed *c = closed_slot(&t);
-        if (c) {
+        struct tte_closed_ref ref;
+        if (closed_slot(&t, &ref)) {
+            struct tte_closed *c = ref.c;
             u64 now = bpf_ktime_get_ns();
             u32 now_j = (u32)bpf_jiffies64();
             __builtin_memcpy(&c->sock, s, sizeof(c->sock));
@@ -247,8 +248,7 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
             c->srtt_us = rd_u32(sk, TTE_OFF_TP_SRTT_US) >> 3;
             c->total_retrans = rd_u32(sk, TTE_OFF_TP_TOTAL_RETRANS);
             c->flags = flags_from_sk(sk);
-            tte_barrier();
-            c->destroy_ns = now; /* last: the slot is valid from here on (closed_slot()) */
+            closed_commit(&ref, now); /* last: the slot is valid from here on */
             stat_inc(TTE_STAT_CLOSED_INSERT);
         }
     }
