@@ -138,3 +138,28 @@ def test_bad_filter_values_are_usage_errors(capsys):
     assert "is not a verdict code" in capsys.readouterr().err
     assert main(["replay", OWNERS, "--cgroup", "relative/path"]) == 2
     assert "give a cgroup v2 path" in capsys.readouterr().err
+
+
+def test_storm_buckets_are_judged_on_their_explanation_for_verdict_uid_and_cgroup():
+    import dataclasses
+
+    from tracer.explain.storm import StormCount
+    from tracer.model.cgroups import CgroupInfo
+    from tracer.model.record import RecordType
+
+    b = StormCount(type=RecordType.RESET_SENT, state=None, reason="NO_SOCKET", errno=None, pid=0, comm="",
+                   raddr="10.0.0.1", port=9, family=2, count=500)
+    e = b.explained()
+    v = e.verdict.value
+    assert v == "unknown_connection"       # a reset with no socket and no state
+    owned = dataclasses.replace(e, uid=33, cgroup=CgroupInfo.from_path("/system.slice/nginx.service"))
+    assert EventFilter(verdicts=frozenset({v})).match_storm(b, e)
+    assert not EventFilter(verdicts=frozenset({"peer_abort"})).match_storm(b, e)
+    assert not EventFilter(verdicts=frozenset({v})).match_storm(b)                    # not judged: not shown
+    assert EventFilter(uids=frozenset({33})).match_storm(b, owned)
+    assert not EventFilter(uids=frozenset({33})).match_storm(b, e)                    # owner unknown
+    assert EventFilter(cgroups=("/system.slice",)).match_storm(b, owned)
+    assert not EventFilter(cgroups=("/system.slice/nginx",)).match_storm(b, owned)
+    assert EventFilter(families=frozenset({"ipv4"})).match_storm(b)
+    assert not EventFilter(families=frozenset({"ipv6"})).match_storm(b)
+    assert EventFilter(lports=frozenset({9})).match_storm(b) and not EventFilter(rports=frozenset({10})).match_storm(b)
