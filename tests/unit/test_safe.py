@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,9 +50,10 @@ def _hostile_explanation():
                                explanation=HOSTILE, evidence=(HOSTILE,), fix=(HOSTILE,), host=HOSTILE)
 
 
-def test_console_shows_no_control_character_from_any_string_field():
+@pytest.mark.parametrize("compact", [False, True])
+def test_console_shows_no_control_character_from_any_string_field(compact):
     out = io.StringIO()
-    sink = ConsoleSink(out=out, color=False)
+    sink = ConsoleSink(out=out, color=False, compact=compact)
     sink.event(_hostile_explanation())
     sink.storm([StormCount(type=RecordType.RESET_SENT, state=HOSTILE, reason=HOSTILE, errno=None, pid=7,
                            comm=HOSTILE, raddr="10.0.0.2", port=80, family=2, count=3)])
