@@ -56,7 +56,8 @@ class ConsoleSink:
         self.compact = compact
         self._status_console = self.console if self.tty else Console(
             file=err or sys.stderr, highlight=False, soft_wrap=True, force_terminal=color, no_color=color is False)
-        self._last_status: Optional[tuple[Any, ...]] = None
+        # what the status line said last; at the start: nothing yet (so a quiet run prints none)
+        self._last_status: tuple[Any, ...] = ((), 0, 0, 0)
         self._header_done = False
         self._window = int(time.monotonic())
         self._shown = 0
@@ -137,7 +138,8 @@ class ConsoleSink:
         self._say(Text(printable(message), style="bold"))
 
     def status(self, since: str, summary: Summary, counters: Counters) -> None:
-        """On the terminal (else on stderr), and only when a number in it changed."""
+        """On the terminal (else on stderr), and only when a number in it changed since the
+        last one (or since the start)."""
         key = (tuple(sorted(summary.by_event.items())), counters.records, counters.summarized, counters.lost)
         if key == self._last_status:
             return
