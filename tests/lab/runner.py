@@ -127,11 +127,11 @@ class _Wire:
     def stop(self) -> None:
         time.sleep(0.2)
         self.p.terminate()
-        self.p.wait(timeout=10)
+        self.p.wait(timeout=wait(10))
 
     def count(self) -> int:
         out = subprocess.run(["tshark", "-r", self.file, "-Y", "tcp.flags.reset == 1", "-T", "fields",
-                              "-e", "frame.number"], capture_output=True, text=True, timeout=60).stdout
+                              "-e", "frame.number"], capture_output=True, text=True, timeout=wait(60)).stdout
         os.unlink(self.file)
         return len(out.split())
 
