@@ -14,6 +14,9 @@ mkdir -p "$out"
 # qemu guests: tracefs may be unmounted, loopback down.
 [ -d /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 ip link set lo up 2>/dev/null || true
+# A guest boots with no modules loaded: the lab's NAT router sets conntrack sysctls before
+# its nftables rules would load nf_conntrack on demand.
+modprobe -a nf_conntrack nf_nat nf_tables 2>/dev/null || true
 
 .venv/bin/tcptrace-explain --version > "$out/features.txt" 2>&1 || true
 uname -r > "$out/kernel.txt"
