@@ -302,8 +302,10 @@ def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER) -> Summ
 def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
             event_filter: EventFilter) -> Summary:
     summary = Summary()
-    # Holders come from the recording's OWNER records; --pid decides on them as it did live.
-    owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None)
+    # Holders come from the recording's OWNER records; --pid decides on them as it did live, but
+    # on the explanations: a recording holds the other processes' records too, and the peer's
+    # record is what tells a peer's reset from a middlebox's.
+    owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None, drop=False)
     attribution = recorded_attribution(end)
     pipe = Pipeline(recording.peer_check(end), owners, attribution)
 

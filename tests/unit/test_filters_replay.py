@@ -163,3 +163,17 @@ def test_storm_buckets_are_judged_on_their_explanation_for_verdict_uid_and_cgrou
     assert EventFilter(families=frozenset({"ipv4"})).match_storm(b)
     assert not EventFilter(families=frozenset({"ipv6"})).match_storm(b)
     assert EventFilter(lports=frozenset({9})).match_storm(b) and not EventFilter(rports=frozenset({10})).match_storm(b)
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=name_of)
+def test_replay_pid_keeps_the_unfiltered_explanations_of_that_pid(capsys, path):
+    """--pid in replay chooses among the explanations; it does not take the other processes'
+    records away from the correlation (the peer's record is what tells a peer's reset from a
+    middlebox's: unread_close.jsonl --pid <client> once said middlebox_reset, high confidence)."""
+    every = cli_replay(capsys, path)
+    pids = sorted({e["pid"] for e in every if e.get("pid")})
+    for pid in pids:
+        want = [e for e in every if e.get("pid") == pid or pid in (e.get("owner_candidates") or ())]
+        got = cli_replay(capsys, path, "--pid", str(pid))
+        assert [(e["event"], e["verdict"], e["who"], e["confidence"]) for e in got] == \
+            [(e["event"], e["verdict"], e["who"], e["confidence"]) for e in want], (path, pid)

@@ -1,7 +1,8 @@
 """Which explained events a run shows: the bcc-style filters of the command line, as data.
 
 One EventFilter serves the live run, the replay and the exporter, so `replay rec.jsonl --pid 42`
-shows what `--pid 42` would have shown live. Filters the kernel can apply (pids, ports, network
+shows the events `--pid 42` would have shown live (replay of an unfiltered recording can judge
+them better: it still has the other processes' records, the peer's reset among them). Filters the kernel can apply (pids, ports, network
 namespaces, process names; see tracer/kernel/program.py) also go into the program through
 tracer/cli.py; this object then judges every explained event again in user space, which is
 idempotent for those and the only place for the others (the remote address). Judging after

@@ -104,9 +104,13 @@ def drop_key(r: Record) -> tuple[str, str]:
 
 class OwnerResolver:
     def __init__(self, lookup: Optional[HolderLookup] = None, scope: Optional[PidScope] = None,
-                 hold_ns: int = HOLD_NS, grace_ns: int = GRACE_NS) -> None:
+                 hold_ns: int = HOLD_NS, grace_ns: int = GRACE_NS, drop: bool = True) -> None:
         self.lookup = lookup
         self.scope = scope
+        # drop=False (replay): the scope still learns a family's holders, but records out of it
+        # stay in the stream, so their partners explain the kept events as in an unfiltered run;
+        # the event filter then decides on the explanations.
+        self.drop = drop
         self.hold_ns = hold_ns
         self.grace_ns = grace_ns
         self._holders: "OrderedDict[tuple[int, int, int], _Holder]" = OrderedDict()
@@ -203,7 +207,7 @@ class OwnerResolver:
                 wanted = self.scope is None or self.scope.wants(h.pid, h.ppid)
             else:
                 wanted = True
-            if wanted:
+            if wanted or not self.drop:
                 kept.append(r)
             else:
                 self.dropped[drop_key(r)] += 1
