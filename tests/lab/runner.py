@@ -199,6 +199,7 @@ def check(result: RunResult) -> list[str]:
         ok = found[:1] if found and _matches(found[0], e) else []
         if not ok:
             seen = [f"{x.event}/{x.verdict.value}/{x.who.value}/{x.comm}/{x.errno}/idle={x.idle_s}/{x.inferred}"
+                    f"{f'/{dict(x.inferred_range)}' if x.inferred_range else ''}"
                     for x in found]
             problems.append(f"{e.side} {e.event}: expected {e.verdict.value}/{e.who.value}"
                             f"{'/' + e.comm if e.comm else ''}{'/' + e.errno if e.errno else ''}"
@@ -216,6 +217,11 @@ def _matches(x: Explanation, e: Expect) -> bool:
         return False
     if e.idle_s is not None and (x.idle_s is None or abs(x.idle_s - e.idle_s) > IDLE_TOLERANCE_S):
         return False
+    if e.in_range is not None:
+        key, configured = e.in_range
+        rng = x.inferred_range.get(key)
+        if rng is None or not rng[0] <= configured <= rng[1]:
+            return False
     if e.inferred is not None:
         key, want = e.inferred
         got = x.inferred.get(key)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from tests.lab.driver import PeerProc
+from tests.lab.idle import TIMEOUT_S, idle_close_act
 from tests.lab.netns import Host, Topology
 from tracer.model.verdicts import Verdict, Who
 
@@ -33,6 +34,7 @@ class Expect:
     errno: Optional[str] = None
     idle_s: Optional[float] = None              # within IDLE_TOLERANCE_S
     inferred: Optional[tuple[str, float]] = None  # (key, seconds) within INFERRED_TOLERANCE
+    in_range: Optional[tuple[str, float]] = None  # (key, configured seconds) inside inferred_range[key]
     # A reset sent with no socket or by a TIME_WAIT socket: kernels before 6.10 send it without
     # a tracepoint, so there the tool must show nothing for it (tests/lab/kernel.py).
     untraced_before_6_10: bool = False
@@ -384,6 +386,16 @@ SCENARIOS: tuple[Scenario, ...] = (
                              inferred=("client_read_timeout_s", 1.0)),
                       Expect(C, SENT, Verdict.DATA_AFTER_CLOSE, Who.LOCAL, comm="tte-client",
                              inferred=("read_timeout_s", 1.0), untraced_before_6_10=True))),
+    Scenario("redis_idle", "redis-server's timeout closes an idle client; the Python client reuses it", _pair,
+             idle_close_act("redis", "python"), story=1,
+             truth=f"redis-server timeout {TIMEOUT_S}; a python3 client sends PING again after 3.5 s idle",
+             expects=(Expect(C, RECV, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, comm="python3", errno="EPIPE",
+                             in_range=("peer_keepalive_timeout_s", TIMEOUT_S)),)),
+    Scenario("haproxy_idle", "HAProxy's timeout http-keep-alive closes an idle client; a Java client reuses it",
+             _pair, idle_close_act("haproxy", "java"), story=1,
+             truth=f"haproxy timeout http-keep-alive {TIMEOUT_S}s; a Java client sends again after 3.5 s idle",
+             expects=(Expect(C, RECV, Verdict.WRITE_AFTER_PEER_CLOSE, Who.PEER, comm="java", errno="EPIPE",
+                             in_range=("peer_keepalive_timeout_s", TIMEOUT_S)),)),
     Scenario("time_wait_pileup", "new connection per request, closed first by the middleware", _pair,
              act_time_wait_pileup, story=4, truth="2000 connections, each closed first by the client",
              expects=()),

@@ -20,6 +20,8 @@ GROUND_TRUTH = {
     "nat_idle": lambda t: t["after_idle"] == "ECONNRESET" and t["retry_bytes"] == 10,
     "client_timeout": lambda t: t["client"] == ["recv:TIMEOUT"] and "send_once:EPIPE" in t["server"],
     "read_timeout_broken_pipe": lambda t: t["client"] == ["recv:TIMEOUT"] and t["server"] == ["send_once:EPIPE"],
+    "redis_idle": lambda t: t["stdout"].split() == ["read", "0", "write", "BrokenPipeError"],
+    "haproxy_idle": lambda t: "read -1" in t["stdout"] and "Broken pipe" in t["stdout"],
     "time_wait_pileup": lambda t: t["time_wait_sockets"] >= t["connections"] * 0.9,
     "closed_port": lambda t: t["client"] == ["connect:ECONNREFUSED"],
     "unread_close": lambda t: t["client"] == ["recv:ECONNRESET"],
