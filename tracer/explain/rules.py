@@ -239,6 +239,10 @@ def _close_gap(c: Case, j: Judgement) -> None:
                           "identified": True, "confidence": Confidence.HIGH.value}
             j.evidence.append(texts.EV_LOCAL_SERVER_SETTING.format(me=me, product=srv.product, setting=srv.setting,
                                                                    default=srv.default))
+            # A server closing idle connections: the read-timeout advice is not about it.
+            j.fix[:] = [texts.FIX_LOCAL_IDLE_CLOSE.format(product=srv.product, setting=srv.setting,
+                                                          range=knowledge.range_words(rng),
+                                                          evict=bounds.fmt_s(rng.evict_s))]
 
 
 def peer_server(c: Case) -> Optional[software.Server]:

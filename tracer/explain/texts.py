@@ -295,6 +295,9 @@ EV_SERVER_KEEPALIVE = "the server's idle (keep-alive) timeout is {range} (from t
 EV_FOR_EXAMPLE = "; the server is not identified: for example {component}"
 EV_SERVER_IDENTIFIED = ("{product} ({proc} on this host) closes idle connections after its {setting} "
                         "(default {default}): here {range}")
+FIX_LOCAL_IDLE_CLOSE = ("clients of {product} must keep pooled connections idle for less than its {setting} "
+                        "(here {range}: evict at about {evict}), or check them before reuse; or raise the setting "
+                        "above the clients' pool idle time")
 EV_LOCAL_SERVER_SETTING = "that timeout is {product}'s {setting} (default {default})"
 EV_MIDDLEBOX_RANGE = ("the middlebox's idle timeout is at most {upper} (the flow was forgotten during the idle); one "
                       "event does not bound it from below")
