@@ -288,6 +288,7 @@ def _output_may_close() -> Iterator[None]:
     inside the command, because click turns an EPIPE it sees into exit status 1."""
     try:
         yield
+        sys.stdout.flush()    # what is still buffered fails here, not in the interpreter's exit
     except BrokenPipeError:
         # Point stdout at /dev/null so the interpreter's final flush does not complain.
         devnull = os.open(os.devnull, os.O_WRONLY)

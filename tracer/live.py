@@ -295,6 +295,8 @@ def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER) -> Summ
     with fh:
         try:
             return _replay(reader, recording.tail_end(path), sink, event_filter)
+        except BrokenPipeError:
+            raise                     # our reader went away (`| head -1`): not the recording's fault
         except OSError as exc:
             raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
 

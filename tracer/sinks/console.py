@@ -38,6 +38,15 @@ def _isatty(f: IO[str]) -> bool:
         return False
 
 
+
+class _Console(Console):
+    """rich ends the process with status 1 when its output is closed; we want BrokenPipeError,
+    which the CLI turns into a quiet end (`replay rec.jsonl | head -1`)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError("the output was closed")
+
+
 class ConsoleSink:
     """`compact`: one line per event (under a column header) instead of the full block.
 
@@ -51,10 +60,10 @@ class ConsoleSink:
         f = out or sys.stdout
         self.tty = _isatty(f)
         # soft_wrap: rich never wraps or crops by itself; layout.wrap decides (terminal only)
-        self.console = Console(file=f, highlight=False, soft_wrap=True, force_terminal=color,
+        self.console = _Console(file=f, highlight=False, soft_wrap=True, force_terminal=color,
                                no_color=color is False, width=None if self.tty else UNWRAPPED)
         self.compact = compact
-        self._status_console = self.console if self.tty else Console(
+        self._status_console = self.console if self.tty else _Console(
             file=err or sys.stderr, highlight=False, soft_wrap=True, force_terminal=color, no_color=color is False)
         # what the status line said last; at the start: nothing yet (so a quiet run prints none)
         self._last_status: tuple[Any, ...] = ((), 0, 0, 0)
