@@ -30,7 +30,7 @@ from tracer.kernel.capture import Capture
 from tracer.model.counters import Counters
 from tracer.model.errors import RecordingInvalid, RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
-from tracer.explain.procinfo import ProcessFacts
+from tracer.explain.procinfo import ProcessFacts, RecordedFacts
 from tracer.explain.pipeline import Pipeline
 from tracer.explain.rules import Explanation
 from tracer.explain.storm import StormCount
@@ -148,8 +148,9 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         outfile.write_fd(ready_fd, ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)
     attributor = Attributor(cgroups, ns_names.name, uids)
+    facts = ProcessFacts()
     pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
-                    annotator=attributor, facts=ProcessFacts())
+                    annotator=attributor, facts=facts)
     refresh_scope(capture, pipe)
     since = datetime.now().strftime("%H:%M:%S")
     last_status = last_pidcheck = last_insight = last_storm = time.monotonic()
@@ -234,6 +235,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                            "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
                            "cgroups": {str(k): v for k, v in sorted(cgroups.seen.items())},
                            "uids": {str(k): v for k, v in sorted(uids.seen.items())},
+                           "runtimes": facts.table(),
                            "ended_ns": time.monotonic_ns()})
         writer.flush()
         if not out_gone:
@@ -309,7 +311,8 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     # record is what tells a peer's reset from a middlebox's.
     owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None, drop=False)
     attribution = recorded_attribution(end)
-    pipe = Pipeline(recording.peer_check(end), owners, attribution)
+    pipe = Pipeline(recording.peer_check(end), owners, attribution,
+                    RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
 
     def emit(explained: list[Explanation]) -> None:
         for e in explained:

@@ -16,12 +16,20 @@ from tracer.explain import crosshost
 from tracer.explain.correlate import Correlator, Incident
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.pairing import HostStream, Pairing, seq_json
-from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.rules import Explanation, explain
 from tracer.model.counters import Counters
 from tracer.model.record import Record
 
 PeerCheck = Callable[[str], Optional[bool]]
+
+
+class FactsSource(Protocol):
+    """Where runtimes come from: /proc while the processes live (procinfo.ProcessFacts), the
+    recording's table in replay (procinfo.RecordedFacts)."""
+
+    def note(self, pid: int, comm: str) -> None: ...
+
+    def runtime(self, pid: int, comm: str) -> Optional[str]: ...
 
 
 class Annotator(Protocol):
@@ -35,7 +43,7 @@ class Annotator(Protocol):
 
 class Pipeline:
     def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None,
-                 annotator: Optional[Annotator] = None, facts: Optional[ProcessFacts] = None) -> None:
+                 annotator: Optional[Annotator] = None, facts: Optional[FactsSource] = None) -> None:
         self._corr = Correlator(peer_is_local=peer_is_local, owners=owners)
         self._annotator = annotator
         # Live runs read each process's runtime from /proc as its first record arrives; replay
@@ -87,7 +95,7 @@ def _with_seq(inc: Incident, e: Explanation) -> Explanation:
 
 def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None,
                    owners: Optional[OwnerResolver] = None, annotator: Optional[Annotator] = None,
-                   facts: Optional[ProcessFacts] = None) -> list[Explanation]:
+                   facts: Optional[FactsSource] = None) -> list[Explanation]:
     """A whole, finished stream (a recording, a test's records) explained at once; `facts`
     already noted while the processes lived (tests/lab/runner.py), else names only."""
     p = Pipeline(peer_is_local, owners, annotator, facts)

@@ -129,3 +129,33 @@ class ProcessFacts:
 
     def get(self, pid: int, comm: str) -> Optional[Facts]:
         return self._facts.get((pid, comm))
+
+    def table(self) -> dict[str, list[str]]:
+        """What a recording keeps (its end line, "runtimes"): pid -> [name, runtime] for every
+        process whose runtime is known, so replay advises as the live run did."""
+        return {str(pid): [comm, f.runtime] for (pid, comm), f in self._facts.items() if f.runtime}
+
+
+class RecordedFacts:
+    """Replay's runtimes: the table a live run wrote at its end; a process missing from it (or a
+    recording made before runtimes were recorded) is judged by its name, as before."""
+
+    def __init__(self, table: dict[int, tuple[str, str]]) -> None:
+        self._table = table
+
+    @classmethod
+    def from_end(cls, table: object) -> "RecordedFacts":
+        rows: dict[int, tuple[str, str]] = {}
+        if isinstance(table, dict):
+            for k, v in table.items():
+                if isinstance(k, str) and k.isdigit() and isinstance(v, list) and len(v) == 2 \
+                        and all(isinstance(x, str) for x in v):
+                    rows[int(k)] = (v[0], v[1])
+        return cls(rows)
+
+    def note(self, pid: int, comm: str) -> None:
+        pass
+
+    def runtime(self, pid: int, comm: str) -> Optional[str]:
+        row = self._table.get(pid)
+        return row[1] if row is not None and row[0] == comm else runtime_from_comm(comm)
