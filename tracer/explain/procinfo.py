@@ -93,6 +93,10 @@ def read_facts(pid: int, comm: str, proc: str = "/proc") -> Facts:
     if live is None or live != comm:
         return Facts(comm, runtime=runtime_from_comm(comm))
     exe = procfs.exe(pid, proc)
+    named = runtime_from_name(os.path.basename(exe)) if exe else None
+    if named in _LANGUAGES:
+        # The interpreter's own executable decides; its maps (hundreds of lines) are not read.
+        return Facts(comm, exe, (), None, named, "exe")
     maps = procfs.mapped_files(pid, proc) or []
     libs = [p for p in maps if any(pat.search(p) for pat, _ in _LIB_RUNTIMES)]
     go = procfs.go_build_version(pid, proc) if exe and not libs else None
