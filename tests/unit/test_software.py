@@ -181,3 +181,17 @@ def test_go_build_info_from_an_elf_section():
     assert procfs.elf_go_version(io.BytesIO(elf([(b".text", b"\x90" * 16)]))) is None
     with open("/bin/ls", "rb") as fh:
         assert procfs.elf_go_version(fh) is None
+
+
+def test_advice_under_a_second_uses_settings_that_can_express_it():
+    r = bounds.Range(0.9, 1.0)
+    lines = knowledge.pool_fix(r, "curl", "http")
+    assert lines[0].startswith("curl/libcurl: the limit is under 1 s") and "CURLOPT_FORBID_REUSE" in lines[0]
+    assert "cannot be safely below" in knowledge.keepalive_fix(r)
+    go = knowledge.pool_fix(r, "go", "http")[0]
+    assert "720 * time.Millisecond" in go          # 80 % of the lower bound, not of the upper
+
+
+def test_printed_bounds_round_outwards():
+    assert bounds.fmt_s(1.99) == "1.9 s" and knowledge.up(2.01) == "2.1 s"
+    assert knowledge.range_words(bounds.Range(2.0, 2.0)) == "2.0 s"
