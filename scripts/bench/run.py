@@ -451,6 +451,24 @@ def report(results: dict, sessions: dict, exact: dict, lat: dict, mil: dict, cmd
     return "\n".join(lines) + "\n"
 
 
+# docs/benchmarks.md also holds other benchmarks' sections (scripts/http_bench.py and others),
+# written by hand from their own runs: everything after this line is theirs and is kept.
+END_MARK = "<!-- end of scripts/bench/run.py's part: what follows is kept when it rewrites the part above -->"
+
+
+def write_report(path: str, text: str) -> None:
+    rest = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        if END_MARK in old:
+            rest = old.split(END_MARK, 1)[1]
+        else:
+            print(f"bench: {path} has no end marker; writing only this run's part", file=sys.stderr)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n" + END_MARK + rest)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -515,8 +533,7 @@ def main() -> int:
         text = report(results, sessions, exact, lat, mil, cmd, args.rounds, args.seconds, args.baseline_name)
         print(text)
         if not args.no_extras:
-            with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_report(os.path.join(ROOT, "docs", "benchmarks.md"), text)
     finally:
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
