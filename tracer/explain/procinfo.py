@@ -5,7 +5,8 @@ name as the kernel reports it.
 Facts are read when a record of the process first arrives (ProcessFacts.note), while the
 process still lives: a curl that got its reset exits before the explanation is written. Every
 read goes through tracer/kernel/procfs.py. Replaying a recording has no /proc of the recorded
-processes: detection then uses the process name from the records alone (runtime_from_comm).
+processes: the runtimes the live run found come back from the recording (RecordedFacts), and a
+recording without them leaves the process name alone to decide (runtime_from_comm).
 """
 
 from __future__ import annotations
