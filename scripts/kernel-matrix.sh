@@ -39,8 +39,8 @@ scale=${TTE_TEST_WAIT_SCALE:-10}
 # Debian 12's kernels: 6.1 is the version linux-headers-amd64 points to, 6.12 the backport.
 guest_version() {
     case $1 in
-        6.1) apt-cache depends linux-headers-amd64 | grep -o 'linux-headers-6\.1[^ ]*-amd64' | head -1 | sed 's/^linux-headers-//' ;;
-        6.12) apt-cache depends linux-image-6.12-amd64 | grep -o 'linux-image-6\.12[^ ]*-amd64' | head -1 | sed 's/^linux-image-//' ;;
+        6.1) apt-cache depends linux-headers-amd64 | grep Depends: | grep -o 'linux-headers-6\.1[^ ]*-amd64' | head -1 | sed 's/^linux-headers-//' ;;
+        6.12) apt-cache depends linux-image-6.12-amd64 | grep Depends: | grep -o 'linux-image-6\.12[^ ]*-amd64' | head -1 | sed 's/^linux-image-//' ;;
     esac
 }
 
