@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import random
@@ -92,6 +93,11 @@ _TERM_GRACE_S = 1.0
 
 class LabError(Exception):
     """The lab could not be built, used or removed; the message says what to do about it."""
+
+
+def v6(text: str) -> str:
+    """An IPv6 address as the kernel and Python print it (fd00:100:0::1 is fd00:100::1)."""
+    return str(ipaddress.IPv6Address(text))
 
 
 @dataclass(frozen=True)
@@ -480,8 +486,8 @@ class Topology:
     def _build_pair(self) -> None:
         x, y = self.slot
         c, s = self._ns("client"), self._ns("server")
-        self.client = Host(c, f"10.{x}.{y}.1", f"fd00:{x}:{y}::1", "to-server")
-        self.server = Host(s, f"10.{x}.{y}.2", f"fd00:{x}:{y}::2", "to-client")
+        self.client = Host(c, f"10.{x}.{y}.1", v6(f"fd00:{x}:{y}::1"), "to-server")
+        self.server = Host(s, f"10.{x}.{y}.2", v6(f"fd00:{x}:{y}::2"), "to-client")
         self._ip_batch([
             f"netns add {c}",
             f"netns add {s}",
@@ -537,10 +543,10 @@ class Topology:
         x, y = self.slot
         y2 = y + 1
         c, r, s = self._ns("client"), self._ns("router"), self._ns("server")
-        self.client = Host(c, f"10.{x}.{y}.1", f"fd00:{x}:{y}::1", "to-router")
-        self.router = Host(r, f"10.{x}.{y}.2", f"fd00:{x}:{y}::2", "to-client")
-        self.router_server_side = Host(r, f"10.{x}.{y2}.1", f"fd00:{x}:{y2}::1", "to-server")
-        self.server = Host(s, f"10.{x}.{y2}.2", f"fd00:{x}:{y2}::2", "to-router")
+        self.client = Host(c, f"10.{x}.{y}.1", v6(f"fd00:{x}:{y}::1"), "to-router")
+        self.router = Host(r, f"10.{x}.{y}.2", v6(f"fd00:{x}:{y}::2"), "to-client")
+        self.router_server_side = Host(r, f"10.{x}.{y2}.1", v6(f"fd00:{x}:{y2}::1"), "to-server")
+        self.server = Host(s, f"10.{x}.{y2}.2", v6(f"fd00:{x}:{y2}::2"), "to-router")
         self._ip_batch([
             f"netns add {c}",
             f"netns add {r}",
