@@ -135,6 +135,9 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
 
     witness = None if capture.features.rst_layout_sockaddr else snmp.OutRstsWitness()
     capture.start(raw_sink=writer.write if writer else None)
+    # --children: the workers go into the kernel's pid filter now, not after the privilege drop
+    # (about 0.4 s): their resets in between would be filtered out in the kernel.
+    capture.refresh_children()
     # The ready file is created before the privilege drop (its directory may be root's) and
     # written after it: "ready" means attached and unprivileged.
     ready_fd = outfile.open_output(ready_file, "--ready-file") if ready_file else -1

@@ -16,6 +16,16 @@ from tests.lab.timing import wait
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def ready(path: str) -> bool:
+    """The tracer's --ready-file: created once attached, its pid written once privileges are
+    dropped; ready means both."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read().endswith("\n")
+    except FileNotFoundError:
+        return False
+
+
 class PeerProc:
     """A running tests.lab.peer process; read its JSON step results, release its waits."""
 
@@ -88,7 +98,7 @@ class Tracer:
                                   env=env)
 
     def wait_ready(self, deadline: float) -> None:
-        while not os.path.exists(self.ready):
+        while not ready(self.ready):
             if self.p.poll() is not None or time.monotonic() > deadline:
                 self.p.kill()
                 raise AssertionError(f"tracer did not get ready: {self.p.communicate()}")

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Optional
 
-from tests.lab.driver import REPO
+from tests.lab.driver import REPO, ready as _ready
 from tests.lab.netns import NETNS_DIR, Host, Topology
 
 READY_TIMEOUT_S = 180.0   # two compiles on a loaded 2-core machine
@@ -42,7 +42,7 @@ class TracerProc:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
-        while not os.path.exists(self.ready):
+        while not _ready(self.ready):
             if self.p.poll() is not None:
                 raise RuntimeError(f"tracer exited with {self.p.returncode}: {self.p.stderr.read() if self.p.stderr else ''}")
             if time.monotonic() > deadline:
