@@ -32,32 +32,13 @@ from typing import Optional
 
 from tests.lab.driver import PeerProc, spawn_peer
 from tests.lab.netns import Topology
+from tests.lab.servers import nginx_conf, ok_server
 from tests.lab.tracers import TracerProc
 
 NAT_TIMEOUT_S = 2
 NAT_PORTS = (20000, 29999)
 PORTS = {"nat_idle": 8080, "server_reset": 8081, "reject": 8082}
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    log_format ports '$server_port $remote_addr $remote_port';
-    access_log {dir}/access.log ports;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{ listen 8080; keepalive_timeout 6s; location / {{ return 200 "ok\\n"; }} }}
-    server {{ listen 8081; keepalive_timeout 1s; location / {{ return 200 "ok\\n"; }} }}
-    server {{ listen 8082; keepalive_timeout 60s; location / {{ return 200 "ok\\n"; }} }}
-}}
-"""
 
 REJECT_RULE = ("table inet tte_reject {\n chain forward {\n  type filter hook forward priority -10;\n"
                "  tcp dport 8082 reject with tcp reset\n }\n}\n")
@@ -104,7 +85,10 @@ def run(outdir: str, keep_nginx_log: Optional[str] = None) -> Run:
                       server_addr=topo.server.v4, router_addr=topo.router_server_side.v4)  # type: ignore[union-attr]
             conf = os.path.join(d, "nginx.conf")
             with open(conf, "w", encoding="utf-8") as fh:
-                fh.write(NGINX_CONF.format(dir=d))
+                fh.write(nginx_conf(d, "\n".join(ok_server(str(port), f"keepalive_timeout {ka}s; ")
+                                             for port, ka in ((8080, 6), (8081, 1), (8082, 60))),
+                            access_log=f"log_format ports '$server_port $remote_addr $remote_port';\n"
+                                       f"    access_log {d}/access.log ports;"))
             tracers = [TracerProc(topo, topo.client, res.client_recording, os.path.join(outdir, "client.ready")),
                        TracerProc(topo, topo.server, res.server_recording, os.path.join(outdir, "server.ready"),
                                   states=True)]

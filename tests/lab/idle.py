@@ -14,7 +14,7 @@ import textwrap
 from typing import Callable
 
 from tests.lab.netns import Topology
-from tests.lab.servers import wait_listening
+from tests.lab.servers import nginx_conf, ok_server, wait_listening
 
 TIMEOUT_S = 2
 IDLE_S = 3.5
@@ -75,28 +75,6 @@ frontend lab
     http-request return status 200 content-type text/plain string ok
 """
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_timeout {timeout}s;
-    server {{
-        listen {host}:{port};
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
-
 
 def start_server(topo: Topology, kind: str, d: str) -> tuple[subprocess.Popen, int]:
     host = topo.server.v4
@@ -108,7 +86,7 @@ def start_server(topo: Topology, kind: str, d: str) -> tuple[subprocess.Popen, i
         port = 8080
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w", encoding="utf-8") as fh:
-            fh.write(NGINX_CONF.format(dir=d, timeout=TIMEOUT_S, host=host, port=port))
+            fh.write(nginx_conf(d, f"keepalive_timeout {TIMEOUT_S}s;\n" + ok_server(f"{host}:{port}")))
         argv = [shutil.which("nginx") or "/usr/sbin/nginx", "-p", d, "-c", conf, "-e", os.path.join(d, "error.log")]
     else:
         port = 8080

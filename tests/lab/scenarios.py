@@ -19,6 +19,7 @@ from typing import Callable, Optional
 from tests.lab.driver import PeerProc
 from tests.lab.idle import TIMEOUT_S, idle_close_act
 from tests.lab.netns import Host, Topology
+from tests.lab.servers import nginx_conf, ok_server
 from tracer.model.verdicts import Verdict, Who
 
 Spawn = Callable[[Topology, Host, str, str], PeerProc]
@@ -70,28 +71,6 @@ def _errors(pp: PeerProc) -> list[str]:
 
 # ------------------------------------------------------------------ user stories ----------
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_timeout {keepalive}s;
-    server {{
-        listen {port};
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
-
 
 def _wait_port(topo: Topology, host: Host, port: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
@@ -110,7 +89,7 @@ def act_pool_keepalive(topo: Topology, spawn: Spawn) -> dict:
     try:
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w", encoding="utf-8") as fh:
-            fh.write(NGINX_CONF.format(dir=d, keepalive=2, port=8080))
+            fh.write(nginx_conf(d, "keepalive_timeout 2s;\n" + ok_server("8080")))
         srv = topo.popen(topo.server, [nginx, "-p", d, "-c", conf, "-e", os.path.join(d, "error.log")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

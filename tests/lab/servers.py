@@ -23,28 +23,34 @@ from typing import Optional
 
 from tests.lab.netns import Host, Topology
 
-NGINX_PREFORK_CONF = """
-daemon off;
+
+def nginx_conf(d: str, http: str, workers: int = 1, connections: int = 64,
+               access_log: str = "access_log off;") -> str:
+    """A lab nginx's whole configuration: in the foreground, every file under `d`; `http` is the
+    rest of its http block (servers, timeouts)."""
+    body = "\n".join("    " + line for line in http.strip().splitlines())
+    return f"""daemon off;
 master_process on;
 worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections {connections}; }}
 http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    client_header_timeout 1s;
-    reset_timedout_connection on;
-    server {{
-        listen {port} reuseport;
-        location / {{ return 200 "ok\\n"; }}
-    }}
+    {access_log}
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+{body}
 }}
 """
+
+
+def ok_server(listen: str, settings: str = "") -> str:
+    """An nginx server block that answers every request with 200 "ok"."""
+    return f'server {{ listen {listen}; {settings}location / {{ return 200 "ok\\n"; }} }}'
+
 
 _USERS = re.compile(r'\("([^"]*)",pid=(\d+),fd=\d+\)')
 
@@ -99,7 +105,8 @@ class Nginx:
     def __enter__(self) -> "Nginx":
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w", encoding="utf-8") as fh:
-            fh.write(NGINX_PREFORK_CONF.format(dir=self.dir, port=self.port, workers=self.n))
+            fh.write(nginx_conf(self.dir, "client_header_timeout 1s;\nreset_timedout_connection on;\n"
+                                + ok_server(f"{self.port} reuseport"), workers=self.n, connections=256))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.proc = self.topo.popen(self.host, [nginx, "-p", self.dir, "-c", conf, "-e",
                                                 os.path.join(self.dir, "error.log")],
