@@ -416,7 +416,11 @@ def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, 
     reset, process and workload, with the idle time before each reset. Counters kept in the
     kernel are read at scrape time; every series the tool can know in advance is served at 0
     from the start, so rate() and increase() see the first burst. The filters apply as in a
-    live run."""
+    live run, with one difference: the counters kept in the kernel (tcptrace_resets_total,
+    tcptrace_aborts_total, tcptrace_state_transitions_total) follow only what the kernel filters
+    (--pid, --comm, --port/--lport/--rport as a port on either end, --netns); --uid, --cgroup,
+    --verdict, -4/-6 and --remote choose among the explained events (tcptrace_events_total,
+    tcptrace_explained_total and the series by workload and endpoint)."""
     from tracer.kernel import preflight
     from tracer.serve import parse_listen, run_exporter
 
