@@ -18,68 +18,61 @@ from tracer.model.errors import InvalidOption
 from tracer.model.verdicts import Verdict
 
 
-class IntList(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
+class CommaList(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
+    """A comma list (`-p 1,2`), each item validated by `one`; a repeated option gives several."""
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> tuple[Any, ...]:
+        if isinstance(value, tuple):
+            return value
+        return tuple(self.one(v.strip(), param, ctx) for v in str(value).split(","))
+
+    def one(self, v: str, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        raise NotImplementedError
+
+
+class IntList(CommaList):
     """A comma list of integers in [lo, hi]: `4242,4243`."""
 
     def __init__(self, lo: int, hi: int, what: str) -> None:
         self.lo, self.hi, self.what = lo, hi, what
         self.name = f"{what}[,{what}...]"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        out = []
-        for v in str(value).split(","):
-            v = v.strip()
-            try:
-                n = int(v)
-            except ValueError:
-                self.fail(f"{v!r} is not a {self.what} (a comma list of numbers, e.g. {self.lo + 1},{self.lo + 2})", param, ctx)
-            if not self.lo <= n <= self.hi:
-                self.fail(f"{n} is not in the range {self.lo}-{self.hi}", param, ctx)
-            out.append(n)
-        return tuple(out)
+    def one(self, v: str, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
+        try:
+            n = int(v)
+        except ValueError:
+            self.fail(f"{v!r} is not a {self.what} (a comma list of numbers, e.g. {self.lo + 1},{self.lo + 2})", param, ctx)
+        if not self.lo <= n <= self.hi:
+            self.fail(f"{n} is not in the range {self.lo}-{self.hi}", param, ctx)
+        return n
 
 
-class UidList(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
+class UidList(CommaList):
     """A comma list of uids or user names (names looked up on this host)."""
 
     name = "UID|USER[,...]"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        out = []
-        for v in str(value).split(","):
-            v = v.strip()
-            if v.isdigit():
-                out.append(int(v))
-                continue
-            try:
-                out.append(pwd.getpwnam(v).pw_uid)
-            except KeyError:
-                self.fail(f"no user named {v!r} on this host (give a uid, or a name from getent passwd)", param, ctx)
-        return tuple(out)
+    def one(self, v: str, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
+        if v.isdigit():
+            return int(v)
+        try:
+            return pwd.getpwnam(v).pw_uid
+        except KeyError:
+            self.fail(f"no user named {v!r} on this host (give a uid, or a name from getent passwd)", param, ctx)
 
 
 VERDICT_CODES = tuple(v.value for v in Verdict)
 
 
-class VerdictList(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
+class VerdictList(CommaList):
     """A comma list of verdict codes, each one of tracer/model/verdicts.py."""
 
     name = "VERDICT[,...]"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> tuple[str, ...]:
-        if isinstance(value, tuple):
-            return value
-        out = []
-        for v in str(value).split(","):
-            v = v.strip()
-            if v not in VERDICT_CODES:
-                self.fail(f"{v!r} is not a verdict code; the codes are: {', '.join(VERDICT_CODES)}", param, ctx)
-            out.append(v)
-        return tuple(out)
+    def one(self, v: str, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
+        if v not in VERDICT_CODES:
+            self.fail(f"{v!r} is not a verdict code; the codes are: {', '.join(VERDICT_CODES)}", param, ctx)
+        return v
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem
