@@ -10,30 +10,35 @@ and a pid can be reused.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from typing import Callable, Optional
 
 from tracer.kernel import procfs
+from tracer.kernel.pidcache import MAX_PIDS, TTL_S, PidCache
 from tracer.model.cgroups import NO_OWNER, NOT_RECORDED, PROCESS_GONE, STATUSES, CgroupInfo, v2_path
 
-MAX_PIDS = 4096
-TTL_S = 30.0
 SEEN_MAX = 16384
 
 
 class CgroupResolver:
     def __init__(self, read: Callable[[int], Optional[str]] = procfs.process_cgroup, ttl_s: float = TTL_S,
                  limit: int = MAX_PIDS, clock: Callable[[], float] = time.monotonic) -> None:
-        self._read = read
-        self._ttl = ttl_s
-        self._limit = limit
-        self._clock = clock
-        self._cache: OrderedDict[int, tuple[float, CgroupInfo]] = OrderedDict()
-        self.reads = 0           # /proc/<pid>/cgroup files read, for benchmarks and tests
-        self.evicted = 0
+        def parsed(pid: int) -> Optional[CgroupInfo]:
+            text = read(pid)
+            return None if text is None else CgroupInfo.from_path(v2_path(text))
+
+        self._cache: PidCache[CgroupInfo] = PidCache(parsed, CgroupInfo(PROCESS_GONE), ttl_s, limit, clock)
         # pid -> v2 path, or the status saying why there is none, of every owner seen (at most
         # SEEN_MAX): the recording's table, since replay has no /proc
         self.seen: dict[int, str] = {}
+
+    @property
+    def reads(self) -> int:
+        """/proc/<pid>/cgroup files read, for benchmarks and tests."""
+        return self._cache.reads
+
+    @property
+    def evicted(self) -> int:
+        return self._cache.evicted
 
     def prime(self, pid: int) -> None:
         """Read `pid`'s cgroup now unless a fresh answer is cached (a record just arrived)."""
@@ -43,25 +48,9 @@ class CgroupResolver:
     def info(self, pid: Optional[int]) -> CgroupInfo:
         if not pid:
             return CgroupInfo(NO_OWNER)
-        now = self._clock()
-        hit = self._cache.get(pid)
-        if hit is not None and (now - hit[0] < self._ttl or hit[1].status == PROCESS_GONE):
-            self._cache.move_to_end(pid)
-            return hit[1]
-        self.reads += 1
-        text = self._read(pid)
-        if text is None:
-            # Gone: keep what was known while it lived (its records are still being explained).
-            found = hit[1] if hit is not None else CgroupInfo(PROCESS_GONE)
-        else:
-            found = CgroupInfo.from_path(v2_path(text))
-        self._cache[pid] = (now, found)
-        self._cache.move_to_end(pid)
+        found = self._cache.get(pid)
         if len(self.seen) < SEEN_MAX or pid in self.seen:
             self.seen[pid] = found.workload.cgroup if found.workload else found.status
-        while len(self._cache) > self._limit:
-            self._cache.popitem(last=False)
-            self.evicted += 1
         return found
 
 

@@ -10,26 +10,23 @@ recording, so replay filters by the uids the live run saw.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from typing import Callable, Optional
 
 from tracer.kernel import procfs
+from tracer.kernel.pidcache import MAX_PIDS, TTL_S, PidCache
 
-MAX_PIDS = 4096
-TTL_S = 30.0
 SEEN_MAX = 16384
 
 
 class UidResolver:
     def __init__(self, read: Callable[[int], Optional[int]] = procfs.process_uid, ttl_s: float = TTL_S,
                  limit: int = MAX_PIDS, clock: Callable[[], float] = time.monotonic) -> None:
-        self._read = read
-        self._ttl = ttl_s
-        self._limit = limit
-        self._clock = clock
-        self._cache: OrderedDict[int, tuple[float, Optional[int]]] = OrderedDict()
-        self.reads = 0
+        self._cache: PidCache[Optional[int]] = PidCache(read, None, ttl_s, limit, clock)
         self.seen: dict[int, int] = {}    # pid -> uid of every owner seen: the recording's table
+
+    @property
+    def reads(self) -> int:
+        return self._cache.reads
 
     def prime(self, pid: int) -> None:
         if pid:
@@ -38,21 +35,9 @@ class UidResolver:
     def uid(self, pid: Optional[int]) -> Optional[int]:
         if not pid:
             return None
-        now = self._clock()
-        hit = self._cache.get(pid)
-        if hit is not None and (now - hit[0] < self._ttl or hit[1] is None):
-            self._cache.move_to_end(pid)
-            return hit[1]
-        self.reads += 1
-        found = self._read(pid)
-        if found is None and hit is not None:
-            found = hit[1]        # gone: keep what was known while it lived
-        self._cache[pid] = (now, found)
-        self._cache.move_to_end(pid)
+        found = self._cache.get(pid)
         if found is not None and (len(self.seen) < SEEN_MAX or pid in self.seen):
             self.seen[pid] = found
-        while len(self._cache) > self._limit:
-            self._cache.popitem(last=False)
         return found
 
 
