@@ -159,7 +159,7 @@ def _netns_values(specs: tuple[str, ...]) -> list[str]:
     return [v.strip() for spec in specs for v in spec.split(",")]
 
 
-def _event_filter(params: dict[str, Any], known_netns: Optional[dict[int, str]] = None, live: bool = True):
+def _event_filter(params: dict[str, Any], known_netns: Optional[dict[str, int]] = None, live: bool = True):
     """EventFilter from the parameters filter_options added (removed from `params`)."""
     from tracer.cliparams import cgroup_paths, flat
     from tracer.explain.filters import EventFilter
@@ -318,7 +318,7 @@ def replay(path, as_json, compact, color, **filters) -> None:
     from tracer.sinks.jsonl import JsonSink
     from tracer.live import replay as do_replay
 
-    flt = _event_filter(filters, known_netns=recording.netns_names(recording.tail_end(path)), live=False)
+    flt = _event_filter(filters, known_netns=recording.netns_history(recording.tail_end(path)).inodes_by_name(), live=False)
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     with _output_may_close():
         do_replay(path, sink, event_filter=flt)

@@ -150,7 +150,7 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     if ready_file:
         outfile.write_fd(ready_fd, ready_file, "--ready-file", f"{os.getpid()}\n")
     local = localaddrs.peer_check(options, capture.features)
-    attributor = Attributor(cgroups, ns_names.name, uids)
+    attributor = Attributor(cgroups, ns_names, uids)
     facts = ProcessFacts()
     pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
                     annotator=attributor, facts=facts)
@@ -174,8 +174,6 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         return False
 
     def feed(records: list[Record]) -> None:
-        for r in records:
-            ns_names.name(r.netns)
         pipe.feed(records)
 
     def loop() -> None:
@@ -235,7 +233,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
     if writer is not None:
         seen = sorted(local.seen) if local else []
         writer.finish(end={"counters": _counters_json(counters), "local_addrs": seen,
-                           "netns_names": {str(k): v for k, v in sorted(ns_names.seen.items())},
+                           "netns_names": {str(k): v for k, v in sorted(ns_names.history.last().items())},
+                           "netns_history": ns_names.history.to_json(),
                            "cgroups": {str(k): v for k, v in sorted(cgroups.seen.items())},
                            "uids": {str(k): v for k, v in sorted(uids.seen.items())},
                            "runtimes": facts.table(),
@@ -352,7 +351,6 @@ def recorded_attribution(rec: recording.EndSource) -> Attributor:
     """Replay's cgroups and namespace names: the tables the live run wrote at its end (a
     recording made before cgroups were recorded gives events without cgroup fields)."""
     end = recording.end_of(rec)
-    names = recording.netns_names(end)
     table = end.get("cgroups")
     cgroups = None
     if isinstance(table, dict):
@@ -361,7 +359,7 @@ def recorded_attribution(rec: recording.EndSource) -> Attributor:
     uids = None
     if isinstance(utable, dict):
         uids = RecordedUids({int(k): v for k, v in utable.items() if k.isdigit() and isinstance(v, int)})
-    return Attributor(cgroups, names.get, uids)
+    return Attributor(cgroups, recording.netns_history(end), uids)
 
 
 def _opts_json(o: Options) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
         capture.refresh_children()      # before the drop: see tracer/live.py
         local = localaddrs.peer_check(options, capture.features)
         pipe = Pipeline(peer_is_local=local.contains if local else None, owners=owner_resolver(event_filter),
-                        annotator=(attributor := Attributor(CgroupResolver(), netns_mod.NameCache().name,
+                        annotator=(attributor := Attributor(CgroupResolver(), netns_mod.NameCache(),
                                                             UidResolver())))
         refresh_scope(capture, pipe)
         totals = Totals(top_processes, endpoint_labels, top_workloads)

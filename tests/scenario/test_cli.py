@@ -81,6 +81,33 @@ def test_json_output_validates_and_replay_gives_the_same_explanations(tmp_path):
     assert again.stdout.splitlines() == out.splitlines()
 
 
+def test_a_namespace_inode_the_kernel_reuses_names_each_event_by_its_own_lab(tmp_path):
+    # The kernel hands a deleted namespace's inode to the next one made: two labs in a row get
+    # the same client inode. Each event keeps the name of the lab it came from, live and replay.
+    rec = str(tmp_path / "run.jsonl")
+    p, _ = start(tmp_path, "--json", "--record", rec)
+    labs = []
+    for _ in range(2):
+        sc = BY_NAME["closed_port"]
+        with sc.topology() as topo:
+            labs.append((topo.client.name, topo.netns_inode(topo.client)))
+            sc.act(topo, spawn_peer)
+            time.sleep(0.5)
+        time.sleep(0.5)        # the namespace is freed, its inode free for the next one
+    out, _ = stop(p)
+    if labs[0][1] != labs[1][1]:
+        pytest.skip(f"the kernel gave the second lab another inode ({labs}): nothing to tell apart")
+    mine = [json.loads(line) for line in out.splitlines()]
+    mine = [e for e in mine if e["netns"] == labs[0][1] and e["comm"] == "tte-client"]
+    assert [e["netns_name"] for e in mine] == [labs[0][0], labs[1][0]], mine
+    again = cli("replay", rec, "--json")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == out.splitlines()
+    picked = cli("replay", rec, "--json", "--netns", labs[0][0])
+    assert picked.returncode == 0, picked.stderr
+    assert len([line for line in picked.stdout.splitlines() if '"tte-client"' in line]) == 2   # one inode
+
+
 def test_live_console_in_a_terminal_shows_verdict_pid_and_idle():
     from tests.lab.transcript import live_console
 

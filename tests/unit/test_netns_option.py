@@ -56,7 +56,7 @@ def test_names_come_from_the_netns_directory(tmp_path):
 
 
 def test_a_recordings_name_table_resolves_names_of_namespaces_gone_since():
-    known = {4026532999: "lab-client"}
+    known = {"lab-client": 4026532999}
     assert netns.resolve("lab-client", known=known) == 4026532999
     # inodes of the recording host are not checked against this host
     assert netns.resolve("4026532000", known=known) == 4026532000
@@ -74,10 +74,29 @@ def test_name_cache_learns_names_of_namespaces_younger_than_the_tracer(tmp_path)
     cache = netns.NameCache(str(tmp_path), refresh_s=1.0, clock=lambda: now[0])
     (tmp_path / "late").write_text("")
     ino = os.stat(tmp_path / "late").st_ino
-    assert cache.name(ino) == "late"                  # an unknown inode lists the directory again
+    assert cache.learn(ino, 10) == "late"            # an unknown inode lists the directory again
     (tmp_path / "late").unlink()
-    assert cache.name(ino) == "late" and cache.seen == {ino: "late"}   # kept after it is gone
-    assert cache.name(0) is None
+    assert cache.at(ino, 10) == "late"               # an event from before keeps its name
+    assert cache.learn(ino, 20) is None              # a record after: the name is gone
+    assert cache.at(ino, 10) == "late" and cache.at(ino, 25) is None
+    assert cache.history.last() == {ino: "late"}
+    assert cache.learn(0, 30) is None and cache.at(0, 30) is None
+
+
+def test_an_inode_that_goes_to_the_next_namespace_names_each_event_by_its_own(tmp_path):
+    # The kernel gives a deleted namespace's inode to the next one made: the same inode is
+    # "lab1-client" for the first records and "lab2-client" later (a rename keeps the inode,
+    # which is what the cache sees then).
+    cache = netns.NameCache(str(tmp_path), refresh_s=1.0, clock=lambda: 100.0)
+    (tmp_path / "lab1-client").write_text("")
+    ino = os.stat(tmp_path / "lab1-client").st_ino
+    assert cache.learn(ino, 1_000) == "lab1-client"
+    os.rename(tmp_path / "lab1-client", tmp_path / "lab2-client")
+    assert cache.learn(ino, 2_000) == "lab2-client"   # checked on every record, not kept stale
+    assert (cache.at(ino, 1_500), cache.at(ino, 2_000), cache.at(ino, 9_000)) == \
+        ("lab1-client", "lab2-client", "lab2-client")
+    assert cache.at(ino, 500) == "lab1-client"        # before the first record: its first name
+    assert cache.history.inodes_by_name() == {"lab1-client": ino, "lab2-client": ino}
 
 
 def test_name_cache_lists_at_most_once_a_second_for_an_unnamed_namespace(tmp_path, monkeypatch):
@@ -87,9 +106,9 @@ def test_name_cache_lists_at_most_once_a_second_for_an_unnamed_namespace(tmp_pat
     monkeypatch.setattr(netns, "names", lambda d=netns.NETNS_DIR: listings.append(d) or real(d))
     cache = netns.NameCache(str(tmp_path), refresh_s=1.0, clock=lambda: now[0])
     assert len(listings) == 1                   # at start
-    for _ in range(100):
-        assert cache.name(777) is None
+    for i in range(100):
+        assert cache.learn(777, i) is None
     assert len(listings) == 2                   # one more for the unknown inode, not 100
     now[0] += 1.0
-    assert cache.name(777) is None and len(listings) == 3
-    assert cache.seen == {}
+    assert cache.learn(777, 200) is None and len(listings) == 3
+    assert cache.history.entries == {}

@@ -8,7 +8,7 @@ the tables the live run wrote into its recording (RecordedCgroups, the netns nam
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 from tracer.explain.explanation import Explanation
 from tracer.model.cgroups import CgroupInfo
@@ -21,6 +21,12 @@ class CgroupSource(Protocol):
     def info(self, pid: Optional[int]) -> CgroupInfo: ...
 
 
+class NameSource(Protocol):
+    def learn(self, ino: int, ts_ns: int) -> Optional[str]: ...
+
+    def at(self, ino: int, ts_ns: int) -> Optional[str]: ...
+
+
 class UidSource(Protocol):
     def prime(self, pid: int) -> None: ...
 
@@ -29,12 +35,12 @@ class UidSource(Protocol):
 
 class Attributor:
     """The pipeline's Annotator. `cgroups` None: no cgroup fields (a recording made before
-    they existed); `netns_name`: inode -> name or None; `uids`: the owner's uid (--uid)."""
+    they existed); `names`: the namespace names by inode and time; `uids`: the owner's uid (--uid)."""
 
-    def __init__(self, cgroups: Optional[CgroupSource], netns_name: Callable[[int], Optional[str]],
+    def __init__(self, cgroups: Optional[CgroupSource], names: NameSource,
                  uids: Optional[UidSource] = None) -> None:
         self.cgroups = cgroups
-        self.netns_name = netns_name
+        self.names = names
         self.uids = uids
 
     def prime(self, records: Sequence[Record]) -> None:
@@ -43,9 +49,9 @@ class Attributor:
                 self.cgroups.prime(r.pid)
             if self.uids is not None and r.pid:
                 self.uids.prime(r.pid)
-            self.netns_name(r.netns)
+            self.names.learn(r.netns, r.ts_ns)
 
     def annotate(self, e: Explanation) -> Explanation:
         cg = self.cgroups.info(e.pid) if self.cgroups is not None else None
         uid = self.uids.uid(e.pid) if self.uids is not None else None
-        return dataclasses.replace(e, cgroup=cg, netns_name=self.netns_name(e.netns) if e.netns else None, uid=uid)
+        return dataclasses.replace(e, cgroup=cg, netns_name=self.names.at(e.netns, e.ts_ns) if e.netns else None, uid=uid)

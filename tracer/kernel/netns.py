@@ -19,6 +19,7 @@ import time
 from typing import Callable, Iterable, Optional
 
 from tracer.model.errors import InvalidOption
+from tracer.model.netnames import NameHistory
 
 NETNS_DIR = "/run/netns"
 # ioctl(NS_GET_NSTYPE) (include/uapi/linux/nsfs.h, Linux 4.11): the CLONE_NEW* type of an nsfs file.
@@ -86,11 +87,12 @@ def live_inodes(proc: str = "/proc", netns_dir: str = NETNS_DIR) -> set[int]:
 
 
 def resolve(spec: str, netns_dir: str = NETNS_DIR, proc: str = "/proc",
-            known: Optional[dict[int, str]] = None) -> int:
+            known: Optional[dict[str, int]] = None) -> int:
     """One --netns value (NAME, PATH or INODE) -> the namespace's inode.
 
-    `known` (inode -> name) is consulted first for names: a recording's own table, so a replay
-    resolves the names the recording host had."""
+    `known` (name -> inode) is consulted first for names: a recording's own table, so a replay
+    resolves the names the recording host had (every name the run saw, also those of
+    namespaces whose inode went to a later one)."""
     spec = spec.strip()
     if not spec:
         raise InvalidOption("--netns needs a value", "give an `ip netns list` name, a path such as /proc/PID/ns/net, or an inode")
@@ -100,10 +102,8 @@ def resolve(spec: str, netns_dir: str = NETNS_DIR, proc: str = "/proc",
             return ino
         raise InvalidOption(f"--netns {spec}: no network namespace with inode {spec} on this host",
                             "list them with: lsns -t net (or ls -l /proc/*/ns/net)")
-    if known:
-        for ino, name in known.items():
-            if name == spec:
-                return ino
+    if known and spec in known:
+        return known[spec]
     if "/" in spec:
         return inode_of(spec)
     if not _NAME_RE.match(spec):
@@ -120,7 +120,7 @@ def resolve(spec: str, netns_dir: str = NETNS_DIR, proc: str = "/proc",
 
 
 def resolve_all(specs: Iterable[str], netns_dir: str = NETNS_DIR, proc: str = "/proc",
-                known: Optional[dict[int, str]] = None) -> frozenset[int]:
+                known: Optional[dict[str, int]] = None) -> frozenset[int]:
     return frozenset(resolve(s, netns_dir, proc, known) for s in specs)
 
 
@@ -128,10 +128,13 @@ class NameCache:
     """`ip netns` names of the namespaces events come from, learnt as they arrive.
 
     A namespace is often younger than the tracer (a container, a lab) and gone before the run
-    ends, so a name is looked up when its inode first turns up: /run/netns is listed again then,
-    and for an inode that still has no name at most once per `refresh_s` (an unnamed namespace,
-    e.g. a container's, costs one listing per second at most). `seen` keeps every name found,
-    for recordings (replay resolves --netns NAME from it)."""
+    ends, so a name is looked up when a record from its inode arrives (`learn`) and kept in a
+    NameHistory by the record's time; an event is named (`at`) by the name its namespace had
+    when its record arrived, however late it is explained. A known name is checked again on
+    every record (one stat: the file still names that inode), since a deleted namespace's inode
+    goes to the next namespace made. An inode that has no name lists /run/netns again at most
+    once per `refresh_s` (an unnamed namespace, e.g. a container's, costs one listing per
+    second at most)."""
 
     def __init__(self, netns_dir: str = NETNS_DIR, refresh_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -140,20 +143,35 @@ class NameCache:
         self._clock = clock
         self._names = names(netns_dir)
         self._tried: dict[int, float] = {}
-        self.seen: dict[int, str] = {}
+        self.history = NameHistory()
 
-    def name(self, ino: int) -> Optional[str]:
+    def learn(self, ino: int, ts_ns: int = 0) -> Optional[str]:
+        """The name `ino` has now, noted as its name from `ts_ns` on."""
         if not ino:
             return None
+        found = self._current(ino)
+        self.history.note(ino, ts_ns, found)
+        return found
+
+    def at(self, ino: int, ts_ns: int) -> Optional[str]:
+        return self.history.at(ino, ts_ns) if ino else None
+
+    def _current(self, ino: int) -> Optional[str]:
         found = self._names.get(ino)
-        if found is None:
-            now = self._clock()
-            if now - self._tried.get(ino, -self.refresh_s) >= self.refresh_s:
-                if len(self._tried) >= MAX_TRIED:
-                    self._tried.clear()
-                self._tried[ino] = now
-                self._names.update(names(self.netns_dir))
-                found = self._names.get(ino)
         if found is not None:
-            self.seen[ino] = found
+            try:
+                if os.stat(os.path.join(self.netns_dir, found)).st_ino == ino:
+                    return found
+            except OSError:
+                pass
+            # Deleted, renamed or its inode reused: what the directory says now.
+            self._names = names(self.netns_dir)
+            return self._names.get(ino)
+        now = self._clock()
+        if now - self._tried.get(ino, -self.refresh_s) >= self.refresh_s:
+            if len(self._tried) >= MAX_TRIED:
+                self._tried.clear()
+            self._tried[ino] = now
+            self._names = names(self.netns_dir)
+            found = self._names.get(ino)
         return found

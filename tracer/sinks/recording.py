@@ -24,6 +24,7 @@ from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 from tracer.explain.storm import StormCount
 from tracer.kernel import localaddrs
 from tracer.model.errors import OutputUnwritable, RecordingInvalid
+from tracer.model.netnames import NameHistory
 from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
 
 MAGIC = "tcptrace-explain-recording"
@@ -276,12 +277,16 @@ class Reader:
                 and all(isinstance(a, str) for a in addrs)
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in names.items())):
             raise RecordingInvalid(f"{where}: bad end line (counters, local_addrs or netns_names of the wrong type)")
+        try:
+            history = NameHistory.from_json(end.get("netns_history"), names)
+        except ValueError as exc:
+            raise RecordingInvalid(f"{where}: bad end line ({exc})") from None
         for k in ("lost", "filtered", "records"):
             v = counters.get(k, 0)
             if type(v) is not int or not 0 <= v < _MAX_COUNT:
                 raise RecordingInvalid(f"{where}: bad end line (counter {k} is not a count)")
         if self.end is None:
-            self.end = dict(end)
+            self.end = {**end, "netns_history": history.to_json()}
             return
         # Several runs in one file (--append): their counts add up, addresses and names merge.
         old = self.end.get("counters", {})
@@ -290,7 +295,8 @@ class Reader:
             merged[k] = old.get(k, 0) + counters.get(k, 0)
         self.end = {**self.end, **end, "counters": merged,
                     "local_addrs": sorted(set(self.end.get("local_addrs", [])) | set(addrs)),
-                    "netns_names": {**self.end.get("netns_names", {}), **names}}
+                    "netns_names": {**self.end.get("netns_names", {}), **names},
+                    "netns_history": NameHistory.from_json(self.end["netns_history"]).merged(history).to_json()}
 
 
 def tail_end(path: str) -> Optional[dict[str, Any]]:
@@ -390,16 +396,14 @@ def end_of(src: EndSource) -> dict[str, Any]:
     return end if isinstance(end, dict) else {}
 
 
-def netns_names(rec: EndSource) -> dict[int, str]:
-    """inode -> `ip netns` name of the namespaces the recording host had named (end line)."""
+def netns_history(rec: EndSource) -> NameHistory:
+    """Which name each namespace inode had when, during the run (end line; a recording made
+    before the history was kept: its netns_names, each for the whole run)."""
     end = end_of(rec)
-    names = end.get("netns_names", {})
-    out: dict[int, str] = {}
-    if isinstance(names, dict):
-        for k, v in names.items():
-            if str(k).isdigit() and isinstance(v, str):
-                out[int(k)] = v
-    return out
+    try:
+        return NameHistory.from_json(end.get("netns_history"), end.get("netns_names"))
+    except ValueError:
+        return NameHistory()
 
 
 def peer_check(rec: EndSource) -> Callable[[str], Optional[bool]]:
