@@ -26,7 +26,7 @@ from tracer.kernel import netns as netns_mod
 from tracer.kernel import privileges, procfs
 from tracer.kernel import snmp
 from tracer.sinks import outfile, recording
-from tracer.kernel.capture import Capture
+from tracer.kernel.capture import BATCH_MAX, Capture
 from tracer.model.counters import Counters
 from tracer.model.errors import RecordingInvalid, RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
@@ -40,6 +40,7 @@ from tracer.explain.summary import Summary
 from tracer.sinks.base import Sink
 
 POLL_MS = 10
+DRAIN_S = 2.0   # at exit, what is in the ring is read for at most this long (a load may go on)
 STATUS_EVERY_S = 10.0
 INSIGHT_EVERY_S = 5.0
 INSIGHT_REPEAT_S = 60.0
@@ -215,19 +216,29 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                 last_status = now
                 sink.status(since, summary, pipe.counters(capture.counters()))
 
+    def drain() -> None:
+        # Records already in the ring buffer still count: read and explain them, in batches,
+        # for at most DRAIN_S (under a load that goes on the ring never empties).
+        deadline = time.monotonic() + DRAIN_S
+        while True:
+            got = capture.poll(0)
+            feed(got)
+            if len(got) < BATCH_MAX or time.monotonic() >= deadline:
+                return
+
     out_gone = False
     try:
         loop()
-        # Records already in the ring buffer still count: drain and explain them.
-        feed(capture.poll(0))
+        drain()
         emit(pipe.release(None))
         _storm(capture, sink, summary, event_filter, attributor, writer)
     except BrokenPipeError:
         # The reader of our output went away (`| head -1`): the recording is still finished
         # whole (the drain reaches it), then the CLI ends quietly.
         out_gone = True
-        feed(capture.poll(0))
+        drain()
     counters = pipe.counters(capture.counters())
+    counters = dataclasses.replace(counters, unread=max(0, counters.records - capture.received))
     if witness is not None:
         counters = dataclasses.replace(counters, kernel_out_rsts=witness.delta(), explained_sent_here=witness.explained)
     if writer is not None:
@@ -379,7 +390,7 @@ def _meta(o: Options, capture: Capture) -> dict[str, Any]:
 
 
 def _counters_json(c: Counters) -> dict[str, Any]:
-    return {"lost": c.lost, "filtered": c.filtered, "records": c.records,
+    return {"lost": c.lost, "filtered": c.filtered, "records": c.records, "unread": c.unread,
             "rst_sent_by_reason": c.rst_sent_by_reason, "rst_received": c.rst_received,
             "aborts_by_errno": {str(k): v for k, v in c.aborts_by_errno.items()},
             "kernel_out_rsts": c.kernel_out_rsts}

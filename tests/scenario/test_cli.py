@@ -258,3 +258,48 @@ def test_kernel_out_rsts_beside_the_tools_count_where_not_every_reset_is_traced(
         assert len([e for e in map(json.loads, out.splitlines()) if e["verdict"] == "port_closed"]) == 3
     else:
         assert (summary["kernel_out_rsts"], summary["explained_sent_here"]) == (3, 0)
+
+
+def test_a_load_faster_than_the_explainer_keeps_it_streaming_and_every_record_counted(tmp_path):
+    # Refused connects for a few seconds, faster than user space explains them. The kernel's
+    # ring is never empty then: one poll used to read it for as long as the load lasted, piling
+    # the records up in memory, printing nothing until the load stopped and leaving SIGTERM
+    # waiting for the backlog. Now each poll takes a bounded batch and the rest waits in the
+    # ring (whose overflow the kernel counts as lost).
+    import socket
+    import threading
+
+    from tests.lab.netns import Topology, in_netns
+
+    with Topology.pair() as topo:
+        rec = str(tmp_path / "run.jsonl")
+        p, _ = start(tmp_path, "--json", "--netns", topo.client.name, "--storm-limit", "1000000",
+                     "--ringbuf-pages", "4096", "--record", rec)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+        reader.start()
+        sent, until = 0, time.monotonic() + 6
+        with in_netns(topo.client):
+            while time.monotonic() < until and sent < 100_000:
+                s = socket.socket()
+                try:
+                    s.connect((topo.server.v4, 9))
+                except ConnectionRefusedError:
+                    pass
+                finally:
+                    s.close()
+                sent += 1
+        during = len(lines)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+        reader.join(timeout=10)
+        err = p.stderr.read()
+    assert p.returncode == 0, err
+    assert during > 0, "no event reached the output while the load went on"
+    summary = json.loads(err.strip().splitlines()[-1])
+    in_file = sum(1 for line in open(rec, encoding="utf-8") if line.startswith('{"r"'))
+    # every record the kernel wrote is in the recording (read), still in the ring at exit, or lost
+    assert summary["records"] == in_file + summary["unread"], summary
+    # in the client's namespace each refused connect is a reset received and an abort
+    assert summary["records"] + summary["lost"] == 2 * sent, (summary, sent)
+    assert summary["summary"]["by_verdict"]["connection_refused"] == len(lines) > 0

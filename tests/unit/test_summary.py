@@ -106,7 +106,7 @@ def test_pid_lists_are_bounded():
 
 
 class _Counters:
-    records = lost = filtered = summarized = storm_full = 0
+    records = lost = filtered = summarized = storm_full = unread = 0
     kernel_out_rsts = None
     explained_sent_here = 0
 
@@ -123,3 +123,16 @@ def test_console_summary_gives_the_kernels_out_rsts_where_not_every_reset_is_tra
     out = io.StringIO()
     ConsoleSink(out=out, color=False).summary(Summary(), counters=_Counters(), seconds=1.0)
     assert "OutRsts" not in out.getvalue()
+
+
+def test_console_summary_says_how_many_records_were_left_in_the_ring_at_exit():
+    from tracer.model.counters import Counters
+    counters = Counters(lost=0, filtered=0, records=30, socks_insert=0, socks_delete=0, rst_received=0,
+                        rst_sent_by_reason={}, aborts_by_errno={}, states={}, unread=12)
+    out = io.StringIO()
+    ConsoleSink(out=out, color=False).summary(Summary(), counters=counters, seconds=1.0)
+    flat = " ".join(out.getvalue().split())
+    assert "12 records were still in the ring buffer at exit" in flat and "not explained" in flat
+    out = io.StringIO()
+    ConsoleSink(out=out, color=False).summary(Summary(), counters=_Counters(), seconds=1.0)
+    assert "ring buffer at exit" not in out.getvalue()

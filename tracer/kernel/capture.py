@@ -23,6 +23,13 @@ from tracer.model.options import Options
 from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
 
 
+# Records one poll() hands over at most. The ring buffer is never empty under a load faster
+# than the explainer: without a bound one poll would never return (memory grows with the
+# backlog, SIGTERM waits for it). Past this the rest stays in the kernel's ring, whose
+# overflow the program counts as lost; 1,024 records are about 0.1 s of explaining here.
+BATCH_MAX = 1024
+
+
 def clock_offset_ns() -> int:
     """CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall time."""
     return time.time_ns() - time.monotonic_ns()
@@ -35,6 +42,7 @@ class Capture:
         self.program: Optional[program_mod.Program] = None
         self.context: Optional[DecodeContext] = None
         self.decode_errors = 0
+        self.received = 0          # records read from the ring
         self._loader: Optional[loader_mod.Loader] = None
         self._pending: list[Record] = []
         self._raw_sink: Optional[Callable[[bytes], None]] = None
@@ -78,7 +86,7 @@ class Capture:
                           comms=self.options.comms, inode_owners=owners, listeners=listening)
         self._loader.open_records(self._on_raw)
 
-    def _on_raw(self, data: bytes) -> None:
+    def _on_raw(self, data: bytes) -> bool:
         # Runs inside a ctypes callback, where an exception would only be printed and ignored:
         # keep the first failure and raise it from poll().
         if self._raw_sink is not None and self._sink_error is None:
@@ -87,10 +95,12 @@ class Capture:
             except OSError as exc:
                 self._sink_error = exc
         assert self.context is not None
+        self.received += 1
         try:
             self._pending.append(decode(data, self.context))
         except RecordDecodeError:
             self.decode_errors += 1
+        return len(self._pending) < BATCH_MAX
 
     def poll(self, timeout_ms: int = 20) -> list[Record]:
         assert self._loader is not None, "start() first"

@@ -14,7 +14,7 @@ from tracer.model import abi
 from tracer.model.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
 from tracer.kernel.program import Program
 
-OnRecord = Callable[[bytes], None]
+OnRecord = Callable[[bytes], bool]   # False: enough for this poll, the rest waits in the ring
 # (pid, family, raddr bytes, rport) -> (connections closed first, process name)
 ActiveCloses = dict[tuple[int, int, bytes, int], tuple[int, str]]
 
@@ -50,6 +50,7 @@ class Loader:
     def __init__(self, program: Program) -> None:
         self.program = program
         self._bpf: Any = None  # bcc.BPF once loaded; BCC ships no type information
+        self._full = False     # the record callback asked to end this poll
 
     # -- lifecycle ---------------------------------------------------------------------
     def load(self, pids: Iterable[int] = (), ports: Iterable[int] = (), netns: Iterable[int] = (),
@@ -128,8 +129,14 @@ class Loader:
             t[t.Key((netns << LISTENER_NETNS_SHIFT) | port)] = leaf
 
     def open_records(self, on_record: OnRecord) -> None:
-        def _cb(_ctx: Any, data: Any, size: int) -> None:
-            on_record(ctypes.string_at(data, size))
+        def _cb(_ctx: Any, data: Any, size: int) -> int:
+            if on_record(ctypes.string_at(data, size)):
+                return 0
+            # A negative return makes libbpf stop after this record (it is consumed) and return
+            # from the poll: under a sustained load the ring is never empty, and without this
+            # one poll would never end (records pile up in memory, signals wait).
+            self._full = True
+            return -1
 
         self._cb = _cb  # keep a reference: BCC holds only a C pointer to it
         self._bpf[b"events"].open_ring_buffer(_cb)
@@ -139,8 +146,10 @@ class Loader:
 
         The program wakes us only every Nth record (TTE_WAKEUP_EVERY), so the drain after the
         timeout is what bounds the latency of the records in between."""
+        self._full = False
         self._bpf.ring_buffer_poll(timeout_ms)
-        self._bpf.ring_buffer_consume()
+        if not self._full:
+            self._bpf.ring_buffer_consume()
 
     def close(self) -> None:
         if self._bpf is not None:

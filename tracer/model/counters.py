@@ -28,6 +28,9 @@ class Counters:
     # the resets the tool explained there (tracer/kernel/snmp.py). None where every reset is traced.
     kernel_out_rsts: Optional[int] = None
     explained_sent_here: int = 0
+    # Records the kernel wrote into the ring that the tracer had not read when it exited: the
+    # load went on through the final drain (tracer/live.py DRAIN_S). Neither lost nor explained.
+    unread: int = 0
 
     def without(self, dropped: Mapping[tuple[str, str], int]) -> "Counters":
         """These counters with the records user space filtered out moved to `filtered`: the

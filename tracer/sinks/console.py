@@ -172,6 +172,9 @@ class ConsoleSink:
                          style="dim"))
         if counters.lost:
             self._say(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+        if counters.unread:
+            self._say(Text(f"  {counters.unread} records were still in the ring buffer at exit (the load went on "
+                           "while the tracer stopped): not explained", style="bold red"))
         if summary.evicted:
             self._say(Text("user-space tables: evicted " + ", ".join(f"{k} {n}" for k, n in sorted(summary.evicted.items())),
                            style="dim"))

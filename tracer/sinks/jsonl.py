@@ -48,7 +48,7 @@ class JsonSink:
     def summary(self, summary: Summary, counters: Counters, seconds: float,
                 tables: Optional[TableUsage] = None) -> None:
         self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
-                                   "lost": counters.lost, "filtered": counters.filtered,
+                                   "lost": counters.lost, "unread": counters.unread, "filtered": counters.filtered,
                                    "summarized": counters.summarized, "storm_full": counters.storm_full,
                                    "kernel_out_rsts": counters.kernel_out_rsts,
                                    "explained_sent_here": counters.explained_sent_here,
