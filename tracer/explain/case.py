@@ -10,9 +10,10 @@ do not match.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional
 
+from tracer.model.frozen import evolve
 from tracer.explain import procinfo
 from tracer.explain.correlate import Incident
 from tracer.explain.explanation import endpoint
@@ -116,7 +117,7 @@ def from_incident(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Case
     if not r.pid and inc.self_received is not None and inc.self_received.pid:
         # This host's own tcp_reset() on the socket saw the owner the reset record lacks.
         s = inc.self_received
-        r = replace(r, pid=s.pid, comm=s.comm, thread=s.thread, owner_source=s.owner_source)
+        r = evolve(r, pid=s.pid, comm=s.comm, thread=s.thread, owner_source=s.owner_source)
     before_fin = _latest(r.fin_last_send_ns, r.fin_last_recv_ns)
     gap_fin = r.fin_ns - before_fin if r.fin_ns and before_fin and before_fin <= r.fin_ns else None
     before_close = _latest(r.last_recv_ns, r.last_send_ns, until=r.close_ns) if r.close_ns else None

@@ -21,9 +21,10 @@ the index used for cross-end joins keeps at most PEER_INDEX_MAX recent resets fo
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
+from tracer.model.frozen import evolve
 from tracer.explain.owners import OwnerResolver
 from tracer.model.record import Record, RecordType
 
@@ -182,11 +183,11 @@ class Correlator:
                 j = partner(i, RecordType.RESET_RECEIVED)
                 if j is not None:
                     used.add(j)
-                    inc = replace(inc, self_received=records[j])
+                    inc = evolve(inc, self_received=records[j])
             k = partner(i, RecordType.ABORT)
             if k is not None:
                 used.add(k)
-                inc = replace(inc, error=records[k])
+                inc = evolve(inc, error=records[k])
             incidents.append(inc)
         for i, r in enumerate(records):
             if i not in used and r.type is RecordType.ABORT:
@@ -220,4 +221,4 @@ class Correlator:
         if other is not None and abs(other.ts_ns - r.ts_ns) > PEER_WINDOW_NS:
             other = None
         local = True if other is not None else self._peer_is_local(r.raddr)
-        return replace(inc, peer=other, peer_local=local)
+        return evolve(inc, peer=other, peer_local=local)

@@ -22,11 +22,11 @@ This module, used by the correlator:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol
 
+from tracer.model.frozen import evolve
 from tracer.model.bounded import BoundedDict
 from tracer.model.record import OWNER_FROM_PROCFS, OWNER_INHERITED, Record, RecordType
 
@@ -203,7 +203,7 @@ class OwnerResolver:
             elif self.needs(r):
                 h = self._holders[r.sock_key]
                 self.resolved[h.source] += 1
-                r = dataclasses.replace(r, pid=h.pid, comm=h.comm, thread=h.thread, owner_source=h.source)
+                r = evolve(r, pid=h.pid, comm=h.comm, thread=h.thread, owner_source=h.source)
                 wanted = self.scope is None or self.scope.wants(h.pid, h.ppid)
             else:
                 wanted = True
@@ -221,4 +221,4 @@ class OwnerResolver:
         candidates = tuple(tree) if tree else (r.pid,)
         if candidates[0] != r.pid:
             candidates = (r.pid,) + tuple(p for p in candidates if p != r.pid)
-        return dataclasses.replace(r, pid=0, thread="", owner_candidates=candidates)
+        return evolve(r, pid=0, thread="", owner_candidates=candidates)

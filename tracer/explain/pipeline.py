@@ -9,9 +9,9 @@ or of a recording).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Iterable, Optional, Protocol, Sequence
 
+from tracer.model.frozen import evolve
 from tracer.explain import crosshost
 from tracer.explain.correlate import Correlator, Incident
 from tracer.explain.owners import OwnerResolver
@@ -90,7 +90,7 @@ class Pipeline:
 
 def _with_seq(inc: Incident, e: Explanation) -> Explanation:
     seq = seq_json(inc.primary)
-    return e if seq is None else dataclasses.replace(e, seq=seq)
+    return e if seq is None else evolve(e, seq=seq)
 
 
 def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None,

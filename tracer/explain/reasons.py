@@ -8,7 +8,7 @@ flags, the task the reset ran in, the errno) and the result is reported as "infe
 
 from __future__ import annotations
 
-from dataclasses import replace
+from tracer.model.frozen import evolve
 
 from tracer.explain.case import Case
 from tracer.model.record import RecordType
@@ -58,5 +58,5 @@ def resolve(c: Case) -> Case:
         return c
     k = c.kernel_reason
     if k and k not in MEANINGLESS and not k.startswith("UNKNOWN("):
-        return replace(c, reason=k, reason_inferred=False)
-    return replace(c, reason=infer(c), reason_inferred=True)
+        return evolve(c, reason=k, reason_inferred=False)
+    return evolve(c, reason=infer(c), reason_inferred=True)

@@ -7,9 +7,9 @@ the tables the live run wrote into its recording (RecordedCgroups, the netns nam
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional, Protocol, Sequence
 
+from tracer.model.frozen import evolve
 from tracer.explain.explanation import Explanation
 from tracer.model.cgroups import CgroupInfo
 from tracer.model.record import Record
@@ -54,4 +54,4 @@ class Attributor:
     def annotate(self, e: Explanation) -> Explanation:
         cg = self.cgroups.info(e.pid) if self.cgroups is not None else None
         uid = self.uids.uid(e.pid) if self.uids is not None else None
-        return dataclasses.replace(e, cgroup=cg, netns_name=self.names.at(e.netns, e.ts_ns) if e.netns else None, uid=uid)
+        return evolve(e, cgroup=cg, netns_name=self.names.at(e.netns, e.ts_ns) if e.netns else None, uid=uid)
