@@ -88,10 +88,13 @@ class Rule:
     def matches(self, c: Case) -> bool:
         if c.event is not self.event:
             return False
-        if self.reasons and not any(c.reason == r or (r.endswith("*") and (c.reason or "").startswith(r[:-1]))
-                                    for r in self.reasons):
+        if self.reasons and not self.claims(c.reason):
             return False
         return self.when(c)
+
+    def claims(self, reason: Optional[str]) -> bool:
+        """`reason` is one of this rule's (a trailing * in `reasons` is a prefix)."""
+        return any(reason == r or (r.endswith("*") and (reason or "").startswith(r[:-1])) for r in self.reasons)
 
 
 # ------------------------------------------------------------------ words of a case ------
@@ -416,10 +419,25 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+_BY_KIND: dict[tuple[RecordType, Optional[str]], tuple[Rule, ...]] = {}
+
+
+def _rules_for(event: RecordType, reason: Optional[str]) -> tuple[Rule, ...]:
+    """RULES in order, those for this kind of event and reason only: the same first match as
+    trying every rule (Rule.matches), without testing the others' kinds and reasons per event."""
+    key = (event, reason)
+    found = _BY_KIND.get(key)
+    if found is None:
+        found = tuple(r for r in RULES if r.event is event and (not r.reasons or r.claims(reason)))
+        if len(_BY_KIND) < 4096:     # reasons come from the kernel's table: a few dozen
+            _BY_KIND[key] = found
+    return found
+
+
 def judge(c: Case) -> Judgement:
     """The first rule that holds for the case (its reason resolved), in its words."""
-    for rule in RULES:
-        if rule.matches(c):
+    for rule in _rules_for(c.event, c.reason):
+        if rule.when(c):
             break
     else:  # pragma: no cover - every kind ends with a rule that always holds
         raise LookupError(f"no rule for a {c.event.value} event")
@@ -434,8 +452,8 @@ def judge(c: Case) -> Judgement:
 
 # ------------------------------------------------------------------ evidence -------------
 
-def facts(c: Case) -> list[str]:
-    """The numbers behind every explanation, whatever the verdict."""
+def facts(c: Case, sees: Optional[tuple[appview.Sees, ...]] = None) -> list[str]:
+    """The numbers behind every explanation, whatever the verdict (`sees`: appview.app_sees(c))."""
     ev: list[str] = []
     if c.idle_s is not None:
         ev.append(texts.EV_IDLE.format(idle=secs(c.idle_s)))
@@ -452,7 +470,8 @@ def facts(c: Case) -> list[str]:
         ev.append(texts.EV_RETRANS.format(n=c.retrans))
     if c.unread_bytes and c.event is not RecordType.ABORT:
         ev.append(texts.EV_UNREAD.format(n=c.unread_bytes))
-    sees = appview.app_sees(c)
+    if sees is None:
+        sees = appview.app_sees(c)
     if sees:
         ev.append(app_sentence(sees))
     elif c.errno:
@@ -498,6 +517,7 @@ def explain_case(c: Case) -> Explanation:
         if p.owner_candidates:
             peer["owner_candidates"] = list(p.owner_candidates)
     thread = c.thread if c.thread and c.thread != c.comm else None
+    sees = appview.app_sees(c)
     return Explanation(
         ts=iso(c.wall_ns), event=c.event.value, pid=c.pid or None, comm=c.comm or None, thread=thread,
         family=c.family_name, laddr=c.laddr, lport=c.lport, raddr=c.raddr, rport=c.rport,
@@ -505,11 +525,11 @@ def explain_case(c: Case) -> Explanation:
         idle_s=None if c.idle_s is None else round(c.idle_s, 3),
         age_s=None if c.age_s is None else round(c.age_s, 3),
         verdict=j.verdict, who=j.who, confidence=j.confidence, explanation=j.text,
-        evidence=tuple(j.evidence + facts(c)), fix=tuple(j.fix), netns=c.netns,
+        evidence=tuple(j.evidence + facts(c, sees)), fix=tuple(j.fix), netns=c.netns,
         inferred=j.inferred, peer=peer, ts_ns=c.ts_ns, accepted=c.flag("accepted") or c.state == "LISTEN",
         service=c.service, role=c.role, owner_candidates=c.owner_candidates,
         inferred_range=j.ranges, software=j.software or None, runtime=c.runtime,
-        app_sees=tuple(x.json() for x in appview.app_sees(c)),
+        app_sees=tuple(x.json() for x in sees),
     )
 
 
