@@ -85,6 +85,10 @@
 #define TTE_TCP_NEW_SYN_RECV 12
 #endif
 
+/* TCP header flag bits (byte 13 of struct tcphdr; RFC 9293), as segment_flags() reads them. */
+#define TTE_TCPF_SYN 0x02
+#define TTE_TCPF_ACK 0x10
+
 /* Bits of enum sock_flags (from BTF). */
 #ifndef TTE_SOCK_DEAD
 #define TTE_SOCK_DEAD 0

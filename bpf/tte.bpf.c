@@ -260,6 +260,19 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 
 /* ---------------------------------------------------------------- resets ----------- */
 
+/* The storm key's service port of a reset sent with no socket and no history, from the
+ * segment it answers: a SYN came to this host's port (local), a SYN-ACK answered a connect
+ * this host had given up (remote); anything else, the lower of the two. */
+static __always_inline u16 no_socket_service_port(const void *skb, u16 lport, u16 rport)
+{
+    u8 f = skb ? segment_flags(skb) : 0;
+    if ((f & (TTE_TCPF_SYN | TTE_TCPF_ACK)) == TTE_TCPF_SYN)
+        return lport;
+    if ((f & (TTE_TCPF_SYN | TTE_TCPF_ACK)) == (TTE_TCPF_SYN | TTE_TCPF_ACK))
+        return rport;
+    return lport < rport ? lport : rport;
+}
+
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
     /* Read ctx fields once, up front: re-reading args->skbaddr later lets clang derive it from
@@ -319,7 +332,8 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     else
         stat_inc(TTE_STAT_RST_SENT_BASE + 63);
     struct tte_record *r = emit_begin(TTE_REC_RESET_SENT, key, state, reason, 0, now, pid, comm, t.family,
-                                      t.raddr, service_port(c ? &c->sock : s, t.lport, t.rport));
+                                      t.raddr, sk || c ? service_port(c ? &c->sock : s, t.lport, t.rport)
+                                                       : no_socket_service_port(skb, t.lport, t.rport));
     if (!r)
         return 0;
     r->family = t.family;

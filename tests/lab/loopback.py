@@ -14,10 +14,13 @@ def closed_port() -> int:
     return port
 
 
-def refused(port: int) -> int:
-    """One connect refused by the kernel (RST from no socket); returns the client's port."""
+def refused(port: int, source_port: int = 0) -> int:
+    """One connect refused by the kernel (RST from no socket); returns the client's port
+    (`source_port`: bind it, instead of an ephemeral one)."""
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    if source_port:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", source_port))
     lport = s.getsockname()[1]
     if lport == port:
         # The ephemeral port drawn is the closed port itself: a connect would meet itself

@@ -47,3 +47,29 @@ def test_a_storm_counts_one_incident_per_connection_live_and_in_replay(tmp_path)
     replayed = summary_of(r.stderr)["summary"]
     assert replayed["by_verdict"] == live["summary"]["by_verdict"]
     assert replayed["summarized"] == live["summary"]["summarized"] > 0
+
+
+def test_a_storm_on_a_port_above_its_clients_ports_is_keyed_by_the_closed_port(tmp_path):
+    # Reset storm buckets are keyed by the service port. A reset with no socket has no table
+    # entry to say which side is the service; the segment it answers does: a SYN hit this
+    # host's port. Clients here bind ports below the closed one, so "the lower port" keyed
+    # each reset by its client's port: the kernel's storm table took one bucket per connect
+    # (filling it under a real storm), which user space could only re-key afterwards.
+    port = closed_port()
+    low = 20000
+    assert port > low + CONNECTS, port
+    t = Tracer(tmp_path, "--json", "--port", str(port), "--storm-limit", "10")
+    t.wait_ready(time.monotonic() + 120)
+    for i in range(CONNECTS):
+        refused(port, source_port=low + i)
+    time.sleep(2.5)                       # storm buckets are drained once a second
+    t.p.send_signal(signal.SIGTERM)
+    out, err = t.p.communicate(timeout=60)
+    assert t.p.returncode == 0, err[-2000:]
+    storm_lines = [line for line in err.splitlines() if line.startswith('{"insight": "reset_storm"')]
+    storms = [json.loads(line) for line in storm_lines]
+    sent = [b for s in storms for b in s["buckets"] if b["type"] == "reset_sent"]
+    assert sent and sum(b["count"] for b in sent) > CONNECTS // 2, storms
+    assert {b["port"] for b in sent} == {port}, sorted({b["port"] for b in sent})[:10]
+    # one bucket per drain (once a second), not one per client port re-keyed afterwards
+    assert len(sent) <= len(storms), [b["count"] for b in sent][:20]

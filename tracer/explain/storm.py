@@ -140,8 +140,9 @@ def join(buckets: list[StormCount]) -> list[StormCount]:
         if b.count == 0:
             continue
         if b.type is RecordType.RESET_SENT and b.state is None and not b.syn:
-            # With no socket the kernel keys the bucket by the lower of the two ports
-            # (bpf/storm.bpf.h service_port): the refused port, or a client port below it.
+            # With no socket the kernel keys the bucket by the port the answered SYN came to
+            # (bpf/tte.bpf.c no_socket_service_port), for other segments by the lower of the
+            # two ports: the refused port, or a client port below it.
             left = b.count
             for port in sorted(refused):
                 if left and refused[port] and (b.port == port or b.port < port):
