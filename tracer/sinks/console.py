@@ -23,6 +23,7 @@ from tracer.explain.insights import Insight
 from tracer.explain.rules import Explanation
 from tracer.explain.storm import StormCount
 from tracer.model.safe import printable
+from tracer.sinks.stream import whole
 from tracer.explain.summary import Summary, count_text, service_endpoint
 from tracer.sinks import layout
 
@@ -57,14 +58,14 @@ class ConsoleSink:
 
     def __init__(self, out: Optional[IO[str]] = None, color: Optional[bool] = None, compact: bool = False,
                  err: Optional[IO[str]] = None) -> None:
-        f = out or sys.stdout
+        f = whole(out or sys.stdout)
         self.tty = _isatty(f)
         # soft_wrap: rich never wraps or crops by itself; layout.wrap decides (terminal only)
         self.console = _Console(file=f, highlight=False, soft_wrap=True, force_terminal=color,
                                no_color=color is False, width=None if self.tty else UNWRAPPED)
         self.compact = compact
         self._status_console = self.console if self.tty else _Console(
-            file=err or sys.stderr, highlight=False, soft_wrap=True, force_terminal=color, no_color=color is False)
+            file=whole(err or sys.stderr), highlight=False, soft_wrap=True, force_terminal=color, no_color=color is False)
         # what the status line said last; at the start: nothing yet (so a quiet run prints none)
         self._last_status: tuple[Any, ...] = ((), 0, 0, 0)
         self._header_done = False

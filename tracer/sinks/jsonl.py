@@ -14,14 +14,15 @@ from tracer.explain.summary import Summary
 from tracer.model.counters import Counters
 from tracer.sinks.base import TableUsage
 from tracer.model.safe import printable
+from tracer.sinks.stream import whole
 
 
 class JsonSink:
     """One JSON object per explained event on stdout; nothing else goes to stdout."""
 
     def __init__(self, out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
+        self.out = whole(out or sys.stdout)
+        self.err = whole(err or sys.stderr)
 
     def event(self, e: Explanation) -> None:
         # ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert.
