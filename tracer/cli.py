@@ -409,7 +409,8 @@ deploy/grafana-dashboard.json is a dashboard for the metrics.
 @click.option("--duration", type=Seconds(), hidden=True)
 @privilege_options
 @click.option("--web.config.file", "web_config", type=click.Path(dir_okay=False), metavar="FILE",
-              help="TLS and basic auth, in the Prometheus exporter-toolkit format (README: Running it safely).")
+              help="TLS and basic auth, in the Prometheus exporter-toolkit format (README: Running it safely); "
+                   "read again on SIGHUP.")
 def exporter(listen, top_processes, top_workloads, endpoint_labels, ready_file, duration, drop_user, keep_root,
              web_config, **filters) -> None:
     """Serve Prometheus metrics of TCP resets and aborts: by kernel reason, errno, verdict, who

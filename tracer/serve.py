@@ -6,6 +6,7 @@ tracer/sinks/exporter.py; this module runs the capture, the pipeline and the HTT
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -43,6 +44,26 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _reload_web(server: MetricsServer, path: Optional[str], host: str) -> None:
+    """SIGHUP: the web configuration read again; on any error the one in use stays."""
+    say = sys.stderr.write
+    if not path:
+        say("tcptrace-explain exporter: SIGHUP: no --web.config.file to re-read; nothing changed\n")
+        return
+    try:
+        web = webconfig.load(path)
+    except TteError as exc:
+        say(f"tcptrace-explain exporter: SIGHUP: {exc.message}; still serving with the previous web configuration "
+            f"(it runs as uid {os.getuid()} now, after the privilege drop: the files must be readable by it)\n")
+        return
+    server.web = web
+    say(f"tcptrace-explain exporter: SIGHUP: {path} read again (TLS {'on' if web.tls else 'off'}, "
+        f"{len(web.users)} basic-auth users)\n")
+    warning = listen_warning(host, server.server_address[1], web)
+    if warning:
+        say(f"tcptrace-explain exporter: {warning}\n")
+
+
 def run_exporter(options: Options, host: str, port: int, top_processes: int = 20, endpoint_labels: bool = False,
                  top_workloads: int = 20,
                  ready_file: Optional[str] = None, duration_s: Optional[float] = None,
@@ -55,7 +76,11 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
     capture.build()
     assert capture.features is not None
     stop = threading.Event()
+    reload = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP: re-read --web.config.file (a renewed certificate, a changed password), as a
+    # daemon's reload; never a stop (the default action would end the exporter).
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: reload.set())
     server = None
     collector = None
     try:
@@ -89,6 +114,9 @@ def run_exporter(options: Options, host: str, port: int, top_processes: int = 20
             outfile.write_fd(ready_fd, ready_file, "--ready-file", f"{server.server_address[1]}\n")
         started = last_tw = time.monotonic()
         while not stop.is_set():
+            if reload.is_set():
+                reload.clear()
+                _reload_web(server, web_config, host)
             pipe.feed(capture.poll(50))
             for e in pipe.release(time.monotonic_ns()):
                 if event_filter.match(e):

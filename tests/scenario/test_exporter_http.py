@@ -303,3 +303,58 @@ def test_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path):
             prom.terminate()
             prom.wait(timeout=30)
         assert "Traceback" not in exp.stderr()
+
+
+def test_sighup_reads_the_web_config_again_and_keeps_the_old_one_on_an_error():
+    import base64
+
+    import bcrypt
+
+    def hashed(password: str) -> str:
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+    def status(port: int, auth: str) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    import pathlib
+
+    # where the user it drops to can read it (pytest's tmp_path is under a 0700 directory)
+    d = pathlib.Path(tempfile.mkdtemp(prefix="tte-web-"))
+    os.chmod(d, 0o755)
+    web = d / "web.yml"
+    web.write_text(f"basic_auth_users:\n  alice: '{hashed('one')}'\n")
+    os.chmod(web, 0o644)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, d, ignore_errors=True)
+        exp = cleanup.enter_context(running_exporter("--web.config.file", str(web)))
+        assert status(exp.port, "alice:one") == 200 and status(exp.port, "bob:two") == 401
+        web.write_text(f"basic_auth_users:\n  bob: '{hashed('two')}'\n")
+        exp.p.send_signal(signal.SIGHUP)
+        assert wait_for_text(exp, "read again"), exp.stderr()
+        assert status(exp.port, "bob:two") == 200 and status(exp.port, "alice:one") == 401
+        web.write_text("basic_auth_users: [not, a, mapping]\n")
+        exp.p.send_signal(signal.SIGHUP)
+        assert wait_for_text(exp, "still serving with the previous web configuration"), exp.stderr()
+        assert status(exp.port, "bob:two") == 200 and exp.p.poll() is None
+        assert "Traceback" not in exp.stderr()
+
+
+def test_sighup_without_a_web_config_changes_nothing_and_does_not_stop_it(exp):
+    exp.p.send_signal(signal.SIGHUP)
+    assert wait_for_text(exp, "no --web.config.file to re-read"), exp.stderr()
+    assert exp.p.poll() is None and get(exp.port)[0] == 200
+
+
+def wait_for_text(exp: Exporter, text: str, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in exp.stderr():
+            return True
+        time.sleep(0.1)
+    return False
