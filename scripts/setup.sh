@@ -24,8 +24,9 @@ runtime_pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv python3-pip linux-
 # PostgreSQL as a server that forks a backend per accepted connection, curl as short-lived clients;
 # bpftool names the programs whose bpf_stats the benchmark reads, scripts/bench/run.py); redis-server,
 # haproxy and OpenJDK (javac) for the real servers and clients of tests/scenario/test_names.py.
+# libcap2-bin (capsh): the tracer run as a uid other than 0 with capabilities only (tests/scenario/test_privileges.py).
 test_pkgs=(nftables tshark tmux nginx-light prometheus gcc procps postgresql curl bpftool openssl man-db bash-completion
-           redis-server redis-tools haproxy openjdk-17-jdk-headless)
+           redis-server redis-tools haproxy openjdk-17-jdk-headless libcap2-bin)
 
 want=("${runtime_pkgs[@]}")
 [ "$runtime_only" -eq 1 ] || want+=("${test_pkgs[@]}")

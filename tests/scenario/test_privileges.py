@@ -198,3 +198,81 @@ def test_the_broker_reads_another_users_exe_and_maps_for_an_unprivileged_tracer(
         victim.wait()
     assert got["uid"] == NOBODY and got["alone"] == "denied"
     assert got["exe"] == want_exe and want_exe in got["maps"] and got["go"] is None and got["failures"] == 0
+
+
+FALLBACK = r"""
+import ctypes, json, os, sys
+sys.path.insert(0, sys.argv[1])
+from tracer.kernel import privileges
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def new_map():
+    # BPF_MAP_CREATE (0) of a 1-entry array (type 2): with unprivileged_bpf_disabled set, this
+    # needs CAP_BPF, like the probe's real use of maps would on a kernel where the drop breaks it.
+    attr = (ctypes.c_uint32 * 32)(2, 4, 4, 1)
+    fd = libc.syscall(321, 0, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "BPF_MAP_CREATE")
+    os.close(fd)
+
+
+d = privileges.drop("nobody", new_map)
+st = privileges.status_fields()
+print(json.dumps({"keep": list(d.kept), "said": d.describe(), "uid": st["Uid"], "eff": st["CapEff"], "prm": st["CapPrm"]}))
+"""
+
+
+def test_where_unprivileged_maps_fail_the_drop_keeps_cap_bpf_alone():
+    # The drop's fallback, on the real kernel: its probe (a forked child that drops first, then
+    # uses the maps) fails, so the process becomes nobody with CAP_BPF only, and the use that
+    # failed then works. Here the "use" needs CAP_BPF (a map created with
+    # unprivileged_bpf_disabled set), which is what the probe stands for on older kernels.
+    with open("/proc/sys/kernel/unprivileged_bpf_disabled", encoding="ascii") as fh:
+        if fh.read().strip() == "0":
+            pytest.skip("unprivileged BPF is enabled here: the probe cannot fail")
+    r = subprocess.run([sys.executable, "-c", FALLBACK, REPO], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    cap_bpf = 39
+    assert got["keep"] == [cap_bpf] and "keeping CAP_BPF" in got["said"], got
+    assert got["uid"].split() == [str(NOBODY)] * 4
+    assert int(got["eff"], 16) == int(got["prm"], 16) == 1 << cap_bpf
+
+
+def test_a_uid_other_than_0_with_capabilities_only_traces_and_attributes():
+    # README: root, or CAP_BPF + CAP_PERFMON (+ CAP_DAC_READ_SEARCH for tracefs) for another
+    # uid, given to the tool alone (a systemd unit's AmbientCapabilities=). capsh does that here.
+    import shutil
+
+    from tests.lab.loopback import closed_port, refused
+
+    capsh = shutil.which("capsh") or "/usr/sbin/capsh"
+    port = closed_port()
+    d = tempfile.mkdtemp(prefix="tte-caps-")
+    os.chmod(d, 0o777)
+    ready = os.path.join(d, "ready")
+    caps = "cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search"
+    inner = (f"cd {REPO} && exec {sys.executable} -m tracer.cli --json --port {port} --ready-file {ready}")
+    p = subprocess.Popen([capsh, f"--caps={caps},cap_setuid,cap_setgid,cap_setpcap+eip", "--keep=1", "--user=nobody",
+                          f"--addamb={caps}", "--", "-c", inner], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not os.path.exists(ready) or not open(ready).read().strip():
+            if p.poll() is not None or time.monotonic() > deadline:
+                p.kill()
+                raise AssertionError(f"tracer did not start: {p.communicate()}")
+            time.sleep(0.1)
+        tracer_pid = int(open(ready).read())
+        st = status(f"/proc/{tracer_pid}")
+        assert st["Uid"].split()[1] == str(NOBODY) and int(st["CapEff"], 16) != 0, st
+        refused(port)
+        time.sleep(1.0)
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    mine = [e for e in events if e["verdict"] == "connection_refused"]
+    assert len(mine) == 1 and mine[0]["pid"] == os.getpid(), (events, err)
