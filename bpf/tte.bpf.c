@@ -72,12 +72,17 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     }
 #endif
     u64 now = bpf_ktime_get_ns();
-    struct tte_sock *s = socks.lookup(&key);
+    struct tte_sock *s = 0;
+    struct tte_sock fresh; /* a new entry, zeroed where it is built (not on every change) */
+    int is_new = (os == TTE_TCP_CLOSE && (ns == TTE_TCP_SYN_SENT || ns == TTE_TCP_LISTEN)) ||
+                 (os == TTE_TCP_LISTEN && ns == TTE_TCP_SYN_RECV);
+    /* A new socket needs no lookup: whatever its (reused) address held is replaced. */
+    if (!is_new)
+        s = socks.lookup(&key);
 
-    if ((os == TTE_TCP_CLOSE && (ns == TTE_TCP_SYN_SENT || ns == TTE_TCP_LISTEN)) ||
-        (os == TTE_TCP_LISTEN && ns == TTE_TCP_SYN_RECV)) {
+    if (is_new) {
         /* A new socket (its address may be a reused one: start afresh). */
-        struct tte_sock fresh = {};
+        __builtin_memset(&fresh, 0, sizeof(fresh));
         int deferred = 0;
         fresh.birth_ns = now;
         fresh.netns = sk_netns(sk);
@@ -112,13 +117,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         fresh.state_ns = now;
         socks.update(&key, &fresh);
         stat_inc(TTE_STAT_SOCKS_INSERT);
-        s = socks.lookup(&key);
-        if (!s)
-            return 0;
+        /* What follows only reads the entry: the copy on the stack is the same, without a
+         * second lookup. */
+        s = &fresh;
     } else if (!s && (ns == TTE_TCP_FIN_WAIT1 || (os == TTE_TCP_CLOSE_WAIT && ns == TTE_TCP_LAST_ACK))) {
         /* A socket that predates the tracer, closed by its owner (close() runs in the owner's
          * syscall): from here on it has an owner, and its timewait history can be kept. */
-        struct tte_sock fresh = {};
+        __builtin_memset(&fresh, 0, sizeof(fresh));
         fresh.netns = sk_netns(sk);
         capture_owner(&fresh, TTE_OWNER_CLOSE);
         if (filtered_out(fresh.pid, fresh.comm, fresh.netns, sport, dport, 0))
