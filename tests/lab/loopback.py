@@ -36,3 +36,24 @@ def refused(port: int, source_port: int = 0) -> int:
     finally:
         s.close()
     return lport
+
+
+def refused_for(host, addr: str, port: int, seconds: float, limit: int) -> int:
+    """Connects from `host` (a lab Host) to `addr`:`port`, a closed port, each refused, for at
+    most `seconds` and `limit` connects; returns how many were made."""
+    import time
+
+    from tests.lab.netns import in_netns
+
+    done, until = 0, time.monotonic() + seconds
+    with in_netns(host):
+        while time.monotonic() < until and done < limit:
+            s = socket.socket()
+            try:
+                s.connect((addr, port))
+            except ConnectionRefusedError:
+                pass
+            finally:
+                s.close()
+            done += 1
+    return done

@@ -303,7 +303,8 @@ def test_ten_thousand_clean_connections_produce_no_resets(capture):
     with Topology.pair() as topo:
         sc = Scope(topo)
         before = {h: topo.nstat(h).get("TcpOutRsts", 0) for h in (topo.client, topo.server)}
-        lost_before = capture.capture.counters().lost
+        counted_before = capture.capture.counters()
+        lost_before = counted_before.lost
         with in_netns(topo.server.name):
             lsock = socket.socket()
             lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -342,7 +343,11 @@ def test_ten_thousand_clean_connections_produce_no_resets(capture):
         assert [r for r in mine if r.type is not RST_SENT] == []          # no client saw a reset
         for host, ns in ((topo.client, sc.client), (topo.server, sc.server)):
             got = len([r for r in mine if r.netns == ns])
-            assert sent[host] <= got <= sent_after[host], (host.name, sent[host], got, sent_after[host])
+            now = capture.capture.counters()
+            assert sent[host] <= got <= sent_after[host], (
+                host.name, sent[host], got, sent_after[host],
+                f"meanwhile, host-wide: {now.lost - lost_before} lost, "
+                f"{now.summarized - counted_before.summarized} summarized in storms")
         assert capture.capture.counters().lost == lost_before
         used, bound = capture.capture.table_usage()["socks"]
         # Entries end at tcp_destroy_sock: what remains is live sockets, far below the bound.

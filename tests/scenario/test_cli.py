@@ -266,10 +266,10 @@ def test_a_load_faster_than_the_explainer_keeps_it_streaming_and_every_record_co
     # the records up in memory, printing nothing until the load stopped and leaving SIGTERM
     # waiting for the backlog. Now each poll takes a bounded batch and the rest waits in the
     # ring (whose overflow the kernel counts as lost).
-    import socket
     import threading
 
-    from tests.lab.netns import Topology, in_netns
+    from tests.lab.loopback import refused_for
+    from tests.lab.netns import Topology
 
     with Topology.pair() as topo:
         rec = str(tmp_path / "run.jsonl")
@@ -278,17 +278,7 @@ def test_a_load_faster_than_the_explainer_keeps_it_streaming_and_every_record_co
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
         reader.start()
-        sent, until = 0, time.monotonic() + 6
-        with in_netns(topo.client):
-            while time.monotonic() < until and sent < 100_000:
-                s = socket.socket()
-                try:
-                    s.connect((topo.server.v4, 9))
-                except ConnectionRefusedError:
-                    pass
-                finally:
-                    s.close()
-                sent += 1
+        sent = refused_for(topo.client, topo.server.v4, 9, seconds=6, limit=100_000)
         during = len(lines)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)

@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.lab import runner
+from tests.lab.loopback import refused_for
 from tests.lab.netns import Topology, in_netns
 from tests.lab.scenarios import BY_NAME
 
@@ -192,21 +193,11 @@ def test_reset_storm_counts_are_exact_against_out_rsts(exporter):
         return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                        if line.startswith('tcptrace_resets_total{direction="sent"')))
 
-    n, done = 20_000, 0
     with Topology.pair() as topo:
         before_k = topo.nstat(topo.server)["TcpOutRsts"]
         before_x = sent(http(exporter + "/metrics"))
         start = time.monotonic()
-        with in_netns(topo.client.name):
-            while done < n and time.monotonic() - start < 30:
-                s = socket.socket()
-                try:
-                    s.connect((topo.server.v4, 9))
-                except ConnectionRefusedError:
-                    pass
-                finally:
-                    s.close()
-                done += 1
+        done = refused_for(topo.client, topo.server.v4, 9, seconds=30, limit=20_000)
         elapsed = time.monotonic() - start
         time.sleep(0.5)
         kernel = topo.nstat(topo.server)["TcpOutRsts"] - before_k

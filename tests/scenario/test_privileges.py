@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.conftest import REPO
+from tests.lab.driver import ready as ready_file_done
 from tests.lab.netns import Topology, in_netns
 from tests.scenario.test_exporter_http import connect_refused_as, free_port, get, running_exporter
 
@@ -47,13 +48,18 @@ def start_live(*args: str) -> tuple[subprocess.Popen, int, str]:
     ready = os.path.join(d, "ready")
     p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "--json", "--ready-file", ready, *args], cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return p, wait_ready(p, ready), d
+
+
+def wait_ready(p: subprocess.Popen, ready: str) -> int:
+    """The tracer's pid from its --ready-file, once it is attached and has dropped privileges."""
     deadline = time.monotonic() + 90
-    while not os.path.exists(ready) or not open(ready).read().strip():
+    while not ready_file_done(ready):
         if p.poll() is not None or time.monotonic() > deadline:
             p.kill()
             raise AssertionError(f"tracer did not start: {p.communicate()}")
         time.sleep(0.1)
-    return p, int(open(ready).read()), d
+    return int(open(ready).read())
 
 
 def test_live_run_drops_to_nobody_and_still_reads_ring_buffer_and_maps():
@@ -258,13 +264,7 @@ def test_a_uid_other_than_0_with_capabilities_only_traces_and_attributes():
     p = subprocess.Popen([capsh, f"--caps={caps},cap_setuid,cap_setgid,cap_setpcap+eip", "--keep=1", "--user=nobody",
                           f"--addamb={caps}", "--", "-c", inner], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while not os.path.exists(ready) or not open(ready).read().strip():
-            if p.poll() is not None or time.monotonic() > deadline:
-                p.kill()
-                raise AssertionError(f"tracer did not start: {p.communicate()}")
-            time.sleep(0.1)
-        tracer_pid = int(open(ready).read())
+        tracer_pid = wait_ready(p, ready)
         st = status(f"/proc/{tracer_pid}")
         assert st["Uid"].split()[1] == str(NOBODY) and int(st["CapEff"], 16) != 0, st
         refused(port)
