@@ -39,10 +39,11 @@ static __always_inline void stamp_current(struct tte_record *r, u64 now)
 
 /* Start a record of TYPE for the socket at SKADDR: 0 when it is not to be sent (summarized in a
  * storm bucket, or lost: both counted). The storm key takes the owner, the remote address and
- * the service port; the caller fills in the rest and calls submit(). */
+ * the service port (with TTE_STORM_SYN: a socketless reset answered a SYN); the caller fills in
+ * the rest and calls submit(). */
 static __always_inline struct tte_record *emit_begin(u8 type, u64 skaddr, u8 state, s32 reason, s32 err, u64 now,
                                                      u32 pid, const char *comm, u16 family, const u8 *raddr,
-                                                     u16 port)
+                                                     u32 port)
 {
     if (!admit(type, state, reason, err, pid, comm, family, raddr, port))
         return 0;

@@ -6,10 +6,13 @@
 #ifndef TTE_STORM_BPF_H
 #define TTE_STORM_BPF_H
 
+/* A storm key's port with this bit set: the reset, sent with no socket, answered a SYN. */
+#define TTE_STORM_SYN (1u << 16)
+
 /* Whether this event may go out as a full record; if not, it has been counted in the storm map
  * under its summary key (or, with that map full, as TTE_STAT_STORM_FULL). */
 static __always_inline int admit(u8 type, u8 state, s32 reason, s32 err, u32 pid, const char *comm,
-                                 u16 family, const u8 *raddr, u16 port)
+                                 u16 family, const u8 *raddr, u32 port)
 {
     u32 zero = 0;
     struct tte_rate *rt = rate.lookup(&zero);
@@ -38,7 +41,8 @@ static __always_inline int admit(u8 type, u8 state, s32 reason, s32 err, u32 pid
     k.reason = reason;
     k.err = err;
     k.pid = pid;
-    k.port = port;
+    k.port = port & 0xffff;
+    k.syn = !!(port & TTE_STORM_SYN);
     if (raddr)
         __builtin_memcpy(k.raddr, raddr, 16);
     if (comm)

@@ -266,13 +266,14 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 /* ---------------------------------------------------------------- resets ----------- */
 
 /* The storm key's service port of a reset sent with no socket and no history, from the
- * segment it answers: a SYN came to this host's port (local), a SYN-ACK answered a connect
- * this host had given up (remote); anything else, the lower of the two. */
-static __always_inline u16 no_socket_service_port(const void *skb, u16 lport, u16 rport)
+ * segment it answers: a SYN came to this host's port (local, marked TTE_STORM_SYN: nothing
+ * listens there), a SYN-ACK answered a connect this host had given up (remote); anything
+ * else, the lower of the two. */
+static __always_inline u32 no_socket_service_port(const void *skb, u16 lport, u16 rport)
 {
     u8 f = skb ? segment_flags(skb) : 0;
     if ((f & (TTE_TCPF_SYN | TTE_TCPF_ACK)) == TTE_TCPF_SYN)
-        return lport;
+        return TTE_STORM_SYN | lport;
     if ((f & (TTE_TCPF_SYN | TTE_TCPF_ACK)) == (TTE_TCPF_SYN | TTE_TCPF_ACK))
         return rport;
     return lport < rport ? lport : rport;

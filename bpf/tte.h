@@ -143,7 +143,8 @@ struct tte_storm_key {
     __s32 err;
     __u32 pid;
     __u16 port;       /* the service-side port: local if this side accepted, else remote */
-    __u16 _pad;
+    __u8 syn;         /* a reset sent with no socket that answered a SYN (to `port`, this host's) */
+    __u8 _pad;
     __u8 raddr[16];
     char comm[TTE_COMM_LEN];
 };

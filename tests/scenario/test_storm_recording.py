@@ -73,3 +73,23 @@ def test_a_storm_on_a_port_above_its_clients_ports_is_keyed_by_the_closed_port(t
     assert {b["port"] for b in sent} == {port}, sorted({b["port"] for b in sent})[:10]
     # one bucket per drain (once a second), not one per client port re-keyed afterwards
     assert len(sent) <= len(storms), [b["count"] for b in sent][:20]
+
+
+def test_a_storm_of_remote_connects_to_a_closed_port_is_port_closed(tmp_path):
+    # Another host's connects (a scanner, health checks of a removed service): traced on the
+    # server's side only, so no refused connect of this host can say the resets answered SYNs;
+    # the kernel's storm key does (the segment's flags).
+    from tests.lab.loopback import refused_for
+    from tests.lab.netns import Topology
+
+    with Topology.pair() as topo:
+        t = Tracer(tmp_path, "--json", "--netns", topo.server.name, "--storm-limit", "10")
+        t.wait_ready(time.monotonic() + 120)
+        done = refused_for(topo.client, topo.server.v4, 9, seconds=20, limit=CONNECTS)
+        time.sleep(2.5)                       # storm buckets are drained once a second
+        t.p.send_signal(signal.SIGTERM)
+        out, err = t.p.communicate(timeout=60)
+    assert t.p.returncode == 0, err[-2000:]
+    live = summary_of(err)
+    assert live["summarized"] > done // 2                 # a storm: most counted in the kernel
+    assert live["summary"]["by_verdict"] == {"port_closed": done}, live["summary"]["by_verdict"]

@@ -56,6 +56,21 @@ def test_no_socket_resets_without_refused_connects_stay_unknown_connections():
     assert join(alone) == alone
 
 
+def test_a_socketless_reset_the_kernel_saw_answer_a_syn_is_a_closed_port_without_any_join():
+    # Remote clients (a scanner, another host's health checks): no refused connect of this
+    # host to infer it from; the kernel's key says the answered segment was a SYN.
+    from tracer.explain.storm import decode_bucket
+    from tracer.model.record import RAW_BY_TYPE, DecodeContext
+
+    ctx = DecodeContext(tcp_states={}, reset_reasons={2: "NO_SOCKET"}, mono_to_wall_ns=0)
+    key = {"type": RAW_BY_TYPE[RecordType.RESET_SENT], "state": 0, "family": 2, "reason": 2, "err": 0, "pid": 0, "port": 443, "syn": 1,
+           "_pad": 0, "raddr": bytes([10, 0, 0, 9]) + bytes(12), "comm": ""}
+    b = decode_bucket(key, 25, ctx)
+    assert b.syn and b.type is RecordType.RESET_SENT
+    assert verdicts(join([b])) == {"port_closed": 25}
+    assert verdicts(join([decode_bucket({**key, "syn": 0}, 25, ctx)])) == {"unknown_connection": 25}
+
+
 def test_storm_lines_round_trip_through_a_recording():
     text = open(RECORDINGS[0], encoding="utf-8").read()
     line = json.dumps({"storm": [b.to_record() for b in join(REFUSED)]}) + "\n"

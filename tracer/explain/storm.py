@@ -34,8 +34,9 @@ class StormCount:
     port: int
     family: int
     count: int
-    # The resets answered connection attempts (SYNs): known when this host's own connects were
-    # refused in the same second (join()); the kernel's bucket key has no segment flags.
+    # The resets answered connection attempts (SYNs): a socketless reset's key says so when the
+    # segment it answered was a SYN (bpf/tte.bpf.c no_socket_service_port); join() also infers
+    # it where this host's own connects to that port were refused in the same second.
     syn: bool = False
 
     def case(self) -> Case:
@@ -168,4 +169,4 @@ def decode_bucket(key: dict[str, Any], count: int, ctx: DecodeContext) -> StormC
     return StormCount(type=TYPE_BY_RAW.get(key["type"], RecordType.STATE), state=ctx.state_name(key["state"]),
                       reason=ctx.reason_name(key["reason"]), errno=errno_name(key["err"]), pid=key["pid"],
                       comm=key["comm"].split("\0", 1)[0], raddr=addr, port=key["port"], family=fam or 2,
-                      count=count)
+                      count=count, syn=bool(key.get("syn")))
