@@ -14,16 +14,17 @@ from tracer.model.record import RecordType
 from tracer.sinks import recording
 
 
-def bucket(rtype, count, state=None, reason=None, errno=None, pid=0, comm="", port=8080, raddr="10.0.0.2"):
+def bucket(rtype, count, state=None, reason=None, errno=None, pid=0, comm="", port=8080, raddr="10.0.0.2",
+           syn=False):
     return StormCount(type=rtype, state=state, reason=reason, errno=errno, pid=pid, comm=comm, raddr=raddr,
-                      port=port, family=2, count=count)
+                      port=port, family=2, count=count, syn=syn)
 
 
 REFUSED = [  # what the kernel counts for 100 connects of pid 7 refused by 10.0.0.2:8080
     bucket(RecordType.RESET_RECEIVED, 100, state="SYN_SENT", pid=7, comm="curl"),
     bucket(RecordType.ABORT, 100, state="SYN_SENT", errno="ECONNREFUSED", pid=7, comm="curl"),
-    bucket(RecordType.RESET_SENT, 60, reason="NO_SOCKET", raddr="10.0.0.1", port=8080),
-    bucket(RecordType.RESET_SENT, 40, reason="NO_SOCKET", raddr="10.0.0.1", port=1025),  # client port < 8080
+    # this host's answers, keyed by the port the SYNs came to and marked as answering SYNs
+    bucket(RecordType.RESET_SENT, 100, reason="NO_SOCKET", raddr="10.0.0.1", port=8080, syn=True),
 ]
 
 
@@ -51,9 +52,14 @@ def test_aborts_beyond_the_received_resets_stay_aborts():
     assert [b.count for b in joined if b.type is RecordType.ABORT] == [30]
 
 
-def test_no_socket_resets_without_refused_connects_stay_unknown_connections():
+def test_no_socket_resets_that_answered_no_syn_stay_unknown_connections():
     alone = [bucket(RecordType.RESET_SENT, 5, reason="NO_SOCKET", port=443)]
     assert join(alone) == alone
+    # not even beside this host's refused connects to that port: the kernel's key says which
+    # resets answered SYNs (a guess from the refusals once turned these into port_closed)
+    other = bucket(RecordType.RESET_SENT, 5, reason="NO_SOCKET", raddr="10.0.0.1", port=8080)
+    assert verdicts(join(REFUSED + [other])) == {"connection_refused": 100, "port_closed": 100,
+                                                  "unknown_connection": 5}
 
 
 def test_a_socketless_reset_the_kernel_saw_answer_a_syn_is_a_closed_port_without_any_join():

@@ -35,8 +35,7 @@ class StormCount:
     family: int
     count: int
     # The resets answered connection attempts (SYNs): a socketless reset's key says so when the
-    # segment it answered was a SYN (bpf/tte.bpf.c no_socket_service_port); join() also infers
-    # it where this host's own connects to that port were refused in the same second.
+    # segment it answered was a SYN (bpf/tte.bpf.c no_socket_service_port).
     syn: bool = False
 
     def case(self) -> Case:
@@ -109,10 +108,8 @@ def join(buckets: list[StormCount]) -> list[StormCount]:
     """One incident per connection, as outside a storm: the kernel counts each record type in
     its own bucket, so a refused connect is a received reset AND an abort. An abort bucket with
     the errno of a reset is folded into the received-reset bucket of the same owner and remote
-    end (that bucket takes its errno); only the abort count beyond it stays an abort. And a
-    sent reset with no socket answered a SYN where this host's own connects to that port were
-    refused in the same second (SYN_SENT): that many are port_closed, not unknown_connection,
-    and keyed by the refused port (the service)."""
+    end (that bucket takes its errno); only the abort count beyond it stays an abort. (Whether
+    a sent reset with no socket answered a SYN, port_closed, is in the kernel's key itself.)"""
     def end(b: StormCount) -> tuple[Any, ...]:
         return (b.pid, b.comm, b.raddr, b.port, b.family)
 
@@ -132,30 +129,7 @@ def join(buckets: list[StormCount]) -> list[StormCount]:
         out[j] = dataclasses.replace(out[j], errno=out[j].errno or b.errno)
         absorbed[j] = absorbed.get(j, 0) + take
         out[i] = dataclasses.replace(b, count=b.count - take)
-    refused: dict[int, int] = {}           # port connected to -> refused connects (SYN_SENT)
-    for b in out:
-        if b.type is RecordType.RESET_RECEIVED and b.state == "SYN_SENT":
-            refused[b.port] = refused.get(b.port, 0) + b.count
-    final: list[StormCount] = []
-    for b in out:
-        if b.count == 0:
-            continue
-        if b.type is RecordType.RESET_SENT and b.state is None and not b.syn:
-            # With no socket the kernel keys the bucket by the port the answered SYN came to
-            # (bpf/tte.bpf.c no_socket_service_port), for other segments by the lower of the
-            # two ports: the refused port, or a client port below it.
-            left = b.count
-            for port in sorted(refused):
-                if left and refused[port] and (b.port == port or b.port < port):
-                    take = min(left, refused[port])
-                    refused[port] -= take
-                    left -= take
-                    final.append(dataclasses.replace(b, count=take, syn=True, port=port))
-            if left:
-                final.append(dataclasses.replace(b, count=left))
-            continue
-        final.append(b)
-    return final
+    return [b for b in out if b.count]
 
 
 def decode_bucket(key: dict[str, Any], count: int, ctx: DecodeContext) -> StormCount:
