@@ -76,3 +76,30 @@ def test_a_recording_round_trips():
     back = recording.read(io.StringIO(buf.getvalue()))
     assert back.raw == src.raw and back.meta == {"k": 1} and back.end["local_addrs"] == ["10.0.0.1"]
     assert json.loads(buf.getvalue().splitlines()[0])["format"] == recording.MAGIC
+
+
+def test_every_member_of_a_record_lands_in_its_own_field():
+    """decode() builds Record positionally: a distinct value in every member of a packed
+    record must come back under that member's name."""
+    from tracer.model.record import _STRUCT, FIELD_ORDER, DecodeContext
+    text = {"comm": b"owner", "thread": b"worker", "cur_comm": b"softirq"}
+    addr = {"laddr": bytes([10, 0, 0, 1]) + bytes(12), "raddr": bytes([10, 0, 0, 2]) + bytes(12)}
+    small = {"type": 1, "family": 2, "state": 1, "old_state": 0, "owner_src": 1, "seg_flags": 0x12, "err": 104,
+             "reason": 1, "unread_bytes": 7}
+    values = []
+    for i, name in enumerate(FIELD_ORDER):
+        values.append(text.get(name) or addr.get(name) or small.get(name, 1000 + i))
+    ctx = DecodeContext(tcp_states={1: "ESTABLISHED"}, reset_reasons={1: "NO_SOCKET"}, mono_to_wall_ns=5)
+    r = decode(_STRUCT.pack(*values), ctx)
+    v = dict(zip(FIELD_ORDER, values))
+    assert (r.type, r.family, r.state, r.old_state, r.reason, r.reason_raw, r.errno, r.errno_raw) == (
+        RecordType.RESET_SENT, 2, "ESTABLISHED", None, "NO_SOCKET", 1, "ECONNRESET", 104)
+    assert (r.laddr, r.raddr, r.comm, r.thread, r.cur_comm) == ("10.0.0.1", "10.0.0.2", "owner", "worker", "softirq")
+    assert (r.owner_source, r.seg_flags, r.unread_bytes, r.wall_ns) == ("connect", 0x12, 7, v["ts_ns"] + 5)
+    same = ("ts_ns", "skaddr", "cookie", "ino", "netns", "pid", "cur_pid", "lport", "rport", "birth_ns", "estab_ns",
+            "fin_ns", "close_ns", "state_ns", "last_send_ns", "last_recv_ns", "last_ack_ns", "destroy_ns",
+            "fin_last_send_ns", "fin_last_recv_ns", "retrans", "total_retrans", "srtt_us", "unacked_bytes",
+            "snd_una", "snd_nxt", "rcv_nxt", "ts_recent", "ts_echo", "seg_seq", "seg_ack", "seg_tsval", "seg_tsecr",
+            "bytes_acked", "bytes_received")
+    assert {n: getattr(r, n) for n in same} == {n: v[n] for n in same}
+    assert r.flags_raw == v["flags"]

@@ -307,59 +307,61 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
     rtype = TYPE_BY_RAW.get(type_raw)
     if rtype is None:
         raise RecordDecodeError(f"unknown record type {type_raw}")
+    # Positional, in Record's field order (tests/unit/test_record.py checks it): keyword
+    # arguments cost twice as much for a frozen dataclass of this size.
     return Record(
-        type=rtype,
-        ts_ns=ts_ns,
-        family=family,
-        state=ctx.state_name(state_raw),
-        old_state=ctx.state_name(old_state_raw) if rtype is RecordType.STATE else None,
-        flags_raw=flags_raw,
-        skaddr=skaddr,
-        cookie=cookie,
-        ino=ino,
-        netns=netns,
-        pid=pid,
-        cur_pid=cur_pid,
-        reason=ctx.reason_name(reason_raw),
-        reason_raw=reason_raw,
-        errno=errno_name(err_raw),
-        errno_raw=err_raw,
-        laddr=_addr(family, laddr),
-        lport=lport,
-        raddr=_addr(family, raddr),
-        rport=rport,
-        comm=_text(comm),
-        thread=_text(thread),
-        cur_comm=_text(cur_comm),
-        birth_ns=_ts(birth),
-        estab_ns=_ts(estab),
-        fin_ns=_ts(fin),
-        close_ns=_ts(close),
-        state_ns=_ts(state_ts),
-        last_send_ns=_ts(last_send),
-        last_recv_ns=_ts(last_recv),
-        last_ack_ns=_ts(last_ack),
-        destroy_ns=_ts(destroy),
-        fin_last_send_ns=_ts(fin_last_send),
-        fin_last_recv_ns=_ts(fin_last_recv),
-        retrans=retrans,
-        total_retrans=total_retrans,
-        srtt_us=srtt_us,
+        rtype,  # type
+        ts_ns,  # ts_ns
+        family,  # family
+        ctx.state_name(state_raw),  # state
+        ctx.state_name(old_state_raw) if rtype is RecordType.STATE else None,  # old_state
+        flags_raw,  # flags_raw
+        skaddr,  # skaddr
+        cookie,  # cookie
+        ino,  # ino
+        netns,  # netns
+        pid,  # pid
+        cur_pid,  # cur_pid
+        ctx.reason_name(reason_raw),  # reason
+        reason_raw,  # reason_raw
+        errno_name(err_raw),  # errno
+        err_raw,  # errno_raw
+        _addr(family, laddr),  # laddr
+        lport,  # lport
+        _addr(family, raddr),  # raddr
+        rport,  # rport
+        _text(comm),  # comm
+        _text(thread),  # thread
+        _text(cur_comm),  # cur_comm
+        _ts(birth),  # birth_ns
+        _ts(estab),  # estab_ns
+        _ts(fin),  # fin_ns
+        _ts(close),  # close_ns
+        _ts(state_ts),  # state_ns
+        _ts(last_send),  # last_send_ns
+        _ts(last_recv),  # last_recv_ns
+        _ts(last_ack),  # last_ack_ns
+        _ts(destroy),  # destroy_ns
+        _ts(fin_last_send),  # fin_last_send_ns
+        _ts(fin_last_recv),  # fin_last_recv_ns
+        retrans,  # retrans
+        total_retrans,  # total_retrans
+        srtt_us,  # srtt_us
         # rcv_nxt counts the peer's FIN as one sequence number: it is not data left unread.
-        unread_bytes=unread - 1 if unread and flags_raw & FLAG_BITS["peer_fin"] else unread,
-        unacked_bytes=unacked,
-        owner_source=OWNER_SOURCES.get(owner_src, f"unknown({owner_src})"),
-        seg_flags=seg_flags,
-        wall_ns=ts_ns + ctx.mono_to_wall_ns,
-        snd_una=snd_una,
-        snd_nxt=snd_nxt,
-        rcv_nxt=rcv_nxt,
-        bytes_acked=bytes_acked,
-        bytes_received=bytes_received,
-        ts_recent=ts_recent,
-        ts_echo=ts_echo,
-        seg_seq=seg_seq,
-        seg_ack=seg_ack,
-        seg_tsval=seg_tsval,
-        seg_tsecr=seg_tsecr,
+        unread - 1 if unread and flags_raw & FLAG_BITS["peer_fin"] else unread,  # unread_bytes
+        unacked,  # unacked_bytes
+        OWNER_SOURCES.get(owner_src, f"unknown({owner_src})"),  # owner_source
+        seg_flags,  # seg_flags
+        ts_ns + ctx.mono_to_wall_ns,  # wall_ns
+        snd_una,  # snd_una
+        snd_nxt,  # snd_nxt
+        rcv_nxt,  # rcv_nxt
+        bytes_acked,  # bytes_acked
+        bytes_received,  # bytes_received
+        ts_recent,  # ts_recent
+        ts_echo,  # ts_echo
+        seg_seq,  # seg_seq
+        seg_ack,  # seg_ack
+        seg_tsval,  # seg_tsval
+        seg_tsecr,  # seg_tsecr
     )
