@@ -8,7 +8,7 @@ import errno as errno_mod
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from tracer.model.cgroups import CgroupInfo
 from tracer.model.verdicts import Confidence, Verdict, Who
@@ -127,9 +127,21 @@ def endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+# The text of the last whole second iso() printed: events come in bursts, and strftime is most
+# of its cost.
+_ISO_SECOND: list[Any] = [None, ""]
+
+
 def iso(wall_ns: int) -> str:
     dt = datetime.fromtimestamp(wall_ns / 1e9, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    second = wall_ns // 1_000_000_000
+    if second != _ISO_SECOND[0] or dt.second != second % 60:
+        text = dt.strftime("%Y-%m-%dT%H:%M:%S.")
+        if dt.second == second % 60:   # not rounded up into the next second
+            _ISO_SECOND[0], _ISO_SECOND[1] = second, text
+    else:
+        text = _ISO_SECOND[1]
+    return text + f"{dt.microsecond // 1000:03d}Z"
 
 
 def errno_text(name: Optional[str]) -> str:
