@@ -127,7 +127,7 @@ def from_incident(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Case
     never = (not r.estab_ns) if r.flag("sock_known") else r.last_recv_ns is None
     return Case(
         event=r.type, state=r.state, kernel_reason=r.reason, errno=inc.errno,
-        flags=frozenset(n for n, bit in FLAG_BITS.items() if r.flags_raw & bit),
+        flags=_flag_names(r.flags_raw),
         pid=r.pid, comm=r.comm, thread=r.thread, owner_source=r.owner_source,
         cur_pid=r.cur_pid, cur_comm=r.cur_comm, family=r.family, netns=r.netns,
         laddr=r.laddr, lport=r.lport, raddr=r.raddr, rport=r.rport,
@@ -145,6 +145,19 @@ def from_incident(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Case
         owner_candidates=r.owner_candidates,
         runtime=(runtime_of or _comm_runtime)(r.pid, r.comm) if r.pid else None,
     )
+
+
+_FLAG_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _flag_names(raw: int) -> frozenset[str]:
+    """The TTE_F_* names set in raw (a few dozen combinations occur: kept once each)."""
+    names = _FLAG_NAMES.get(raw)
+    if names is None:
+        names = frozenset(n for n, bit in FLAG_BITS.items() if raw & bit)
+        if len(_FLAG_NAMES) < 4096:
+            _FLAG_NAMES[raw] = names
+    return names
 
 
 def _comm_runtime(pid: int, comm: str) -> Optional[str]:
