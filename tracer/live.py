@@ -247,7 +247,9 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                            "netns_names": {str(k): v for k, v in sorted(ns_names.history.last().items())},
                            "netns_history": ns_names.history.to_json(),
                            "cgroups": {str(k): v for k, v in sorted(cgroups.seen.items())},
+                           "cgroup_history": cgroups.history.to_json(),
                            "uids": {str(k): v for k, v in sorted(uids.seen.items())},
+                           "uid_history": uids.history.to_json(),
                            "runtimes": facts.table(),
                            "ended_ns": time.monotonic_ns()})
         writer.flush()
@@ -362,15 +364,9 @@ def recorded_attribution(rec: recording.EndSource) -> Attributor:
     """Replay's cgroups and namespace names: the tables the live run wrote at its end (a
     recording made before cgroups were recorded gives events without cgroup fields)."""
     end = recording.end_of(rec)
-    table = end.get("cgroups")
-    cgroups = None
-    if isinstance(table, dict):
-        cgroups = RecordedCgroups({int(k): v for k, v in table.items() if k.isdigit() and isinstance(v, str)})
-    utable = end.get("uids")
-    uids = None
-    if isinstance(utable, dict):
-        uids = RecordedUids({int(k): v for k, v in utable.items() if k.isdigit() and isinstance(v, int)})
-    return Attributor(cgroups, recording.netns_history(end), uids)
+    cgroups, uids = recording.pid_histories(end)
+    return Attributor(None if cgroups is None else RecordedCgroups(cgroups), recording.netns_history(end),
+                      None if uids is None else RecordedUids(uids))
 
 
 def _opts_json(o: Options) -> dict[str, Any]:

@@ -3,9 +3,13 @@ per-pid resolver's cache and its answers once a process is gone."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tracer.kernel.cgroups import CgroupResolver, RecordedCgroups
+from tracer.model.history import History
+from tracer.sinks import recording
 from tracer.model import cgroups
 from tracer.model.cgroups import CgroupInfo, parse, v2_path
 
@@ -117,12 +121,12 @@ def test_resolver_keeps_what_it_read_while_the_process_lived():
     proc = FakeProc()
     proc.files[42] = "0::/system.slice/app.service\n"
     r = CgroupResolver(read=proc.read, clock=proc.clock)
-    r.prime(42)
+    r.prime(42, 10)
     del proc.files[42]                      # exits before its event is explained
     proc.t = 100.0                          # long after the TTL
-    info = r.info(42)
+    info = r.info(42, 20)
     assert info.status == "known" and info.workload.unit == "app.service"
-    assert r.info(7).status == "process_gone"
+    assert r.info(7, 30).status == "process_gone"
     assert r.info(None).status == "no_owner" and r.info(0).status == "no_owner"
     assert r.seen == {42: "/system.slice/app.service", 7: "process_gone"}
 
@@ -150,10 +154,30 @@ def test_resolver_is_bounded():
 
 
 def test_recorded_table_answers_replay():
-    r = RecordedCgroups({1: "/system.slice/a.service", 2: "process_gone", 3: "bogus"})
-    assert r.info(1).workload.unit == "a.service"
-    assert r.info(2).status == "process_gone"
-    assert r.info(3).status == "not_recorded" and r.info(4).status == "not_recorded"
+    r = RecordedCgroups(History({1: [(0, "/system.slice/a.service")], 2: [(0, "process_gone")], 3: [(0, "bogus")]}))
+    assert r.info(1, 5).workload.unit == "a.service"
+    assert r.info(2, 5).status == "process_gone"
+    assert r.info(3, 5).status == "not_recorded" and r.info(4, 5).status == "not_recorded"
+
+
+def test_replay_gives_a_reused_pid_the_cgroup_it_had_at_each_event():
+    """Live, pid 42 is a service's, then (reused) a container's: each event keeps its own."""
+    proc = FakeProc()
+    proc.files[42] = "0::/system.slice/app.service\n"
+    live = CgroupResolver(read=proc.read, clock=proc.clock, ttl_s=10)
+    live.prime(42, 1_000)
+    proc.files[42] = f"0::/system.slice/docker-{CID}.scope\n"
+    proc.t = 11.0
+    live.prime(42, 2_000)
+    end = {"cgroups": {str(k): v for k, v in live.seen.items()}, "cgroup_history": live.history.to_json()}
+    cgroups, uids = recording.pid_histories(json.loads(json.dumps(end)))
+    assert uids is None
+    replayed = RecordedCgroups(cgroups)
+    assert replayed.info(42, 1_500).workload.unit == "app.service"
+    assert replayed.info(42, 2_500).workload.container_id == CID
+    # A recording made before the history was kept: its flat table, for the whole run.
+    old, _ = recording.pid_histories({"cgroups": {"42": "/system.slice/app.service"}})
+    assert RecordedCgroups(old).info(42, 2_500).workload.unit == "app.service"
 
 
 def _annotated():

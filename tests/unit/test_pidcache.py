@@ -22,16 +22,18 @@ def test_uid_is_kept_after_exit_reread_after_the_ttl_and_final_when_never_read()
     proc = FakeStatus()
     proc.uids[5] = 1000
     r = UidResolver(read=proc.read, clock=lambda: proc.t, ttl_s=10)
-    assert r.uid(5) == 1000 and r.uid(5) == 1000 and r.reads == 1
+    assert r.uid(5, 100) == 1000 and r.uid(5, 200) == 1000 and r.reads == 1
     proc.uids[5] = 33                      # the pid was reused by another user's process
     proc.t = 11
-    assert r.uid(5) == 33 and r.reads == 2
+    assert r.uid(5, 300) == 33 and r.reads == 2
     del proc.uids[5]                       # gone: what was known while it lived stays
     proc.t = 30
-    assert r.uid(5) == 33
-    assert r.uid(7) is None and r.uid(7) is None and r.reads == 4   # never read: None, not re-read
+    assert r.uid(5, 400) == 33
+    assert r.uid(7, 500) is None and r.uid(7) is None and r.reads == 4   # never read: None, not re-read
     assert r.uid(None) is None and r.uid(0) is None
     assert r.seen == {5: 33}
+    # The recording keeps both owners of pid 5, each from when it was seen.
+    assert r.history.to_json() == {"5": [[100, 1000], [300, 33]]}
 
 
 def test_uid_cache_is_bounded():

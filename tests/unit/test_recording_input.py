@@ -79,6 +79,24 @@ def test_appended_runs_read_as_one_recording_with_their_counts_added():
     assert len(recording.decoded(rec)[0]) == 2 * len(recording.decoded(single)[0])
 
 
+def test_appended_runs_keep_both_runs_owners_of_a_reused_pid():
+    """Run 1's pid 7 was uid 1000 in a service; run 2's pid 7 (reused) is uid 33 in another."""
+    def run(ts: int, uid: int, cg: str) -> str:
+        end = {"counters": {}, "local_addrs": [], "uids": {"7": uid}, "uid_history": {"7": [[ts, uid]]},
+               "cgroups": {"7": cg}, "cgroup_history": {"7": [[ts, cg]]}}
+        return HEADER + "".join(b for b in BODY if not b.startswith('{"end"')) + json.dumps({"end": end}) + "\n"
+    rec = read(run(100, 1000, "/a.slice/a.service") + run(5_000, 33, "/b.slice/b.service"))
+    cgroups, uids = recording.pid_histories(rec.end)
+    assert (uids.at(7, 200), uids.at(7, 6_000)) == (1000, 33)
+    assert (cgroups.at(7, 200), cgroups.at(7, 6_000)) == ("/a.slice/a.service", "/b.slice/b.service")
+    assert rec.end["uids"] == {"7": 33}
+    # A second run recorded before the histories were kept: its flat table, from time 0.
+    old = HEADER + "".join(b for b in BODY if not b.startswith('{"end"')) + json.dumps(
+        {"end": {"counters": {}, "local_addrs": [], "uids": {"8": 5}}}) + "\n"
+    _, uids = recording.pid_histories(read(run(100, 1000, "/a.slice/a.service") + old).end)
+    assert (uids.at(7, 200), uids.at(8, 200)) == (1000, 5)
+
+
 def replay(capsys, path) -> tuple[int, list[str], str]:
     from tracer.cli import main
 

@@ -16,9 +16,9 @@ from tracer.model.record import Record
 
 
 class CgroupSource(Protocol):
-    def prime(self, pid: int) -> None: ...
+    def prime(self, pid: int, ts_ns: int = 0) -> None: ...
 
-    def info(self, pid: Optional[int]) -> CgroupInfo: ...
+    def info(self, pid: Optional[int], ts_ns: Optional[int] = None) -> CgroupInfo: ...
 
 
 class NameSource(Protocol):
@@ -28,9 +28,9 @@ class NameSource(Protocol):
 
 
 class UidSource(Protocol):
-    def prime(self, pid: int) -> None: ...
+    def prime(self, pid: int, ts_ns: int = 0) -> None: ...
 
-    def uid(self, pid: Optional[int]) -> Optional[int]: ...
+    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None) -> Optional[int]: ...
 
 
 class Attributor:
@@ -46,12 +46,12 @@ class Attributor:
     def prime(self, records: Sequence[Record]) -> None:
         for r in records:
             if self.cgroups is not None and r.pid:
-                self.cgroups.prime(r.pid)
+                self.cgroups.prime(r.pid, r.ts_ns)
             if self.uids is not None and r.pid:
-                self.uids.prime(r.pid)
+                self.uids.prime(r.pid, r.ts_ns)
             self.names.learn(r.netns, r.ts_ns)
 
     def annotate(self, e: Explanation) -> Explanation:
-        cg = self.cgroups.info(e.pid) if self.cgroups is not None else None
-        uid = self.uids.uid(e.pid) if self.uids is not None else None
+        cg = self.cgroups.info(e.pid, e.ts_ns) if self.cgroups is not None else None
+        uid = self.uids.uid(e.pid, e.ts_ns) if self.uids is not None else None
         return evolve(e, cgroup=cg, netns_name=self.names.at(e.netns, e.ts_ns) if e.netns else None, uid=uid)

@@ -4,7 +4,7 @@ For --uid (tracer/explain/filters.py) and the event's `uid` field. Like the cgro
 (tracer/kernel/cgroups.py) it is read when the owner's record arrives, before the owner may
 exit, and cached per pid: bounded (MAX_PIDS, least recently used out), re-read after TTL_S (a
 process may change uid, a pid may be reused). A live run writes every owner's uid into its
-recording, so replay filters by the uids the live run saw.
+recording, by time (a pid can be reused), so replay filters by the uids the live run saw.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from tracer.kernel import procfs
 from tracer.kernel.pidcache import MAX_PIDS, TTL_S, PidCache
+from tracer.model.history import History
 
 SEEN_MAX = 16384
 
@@ -22,33 +23,41 @@ class UidResolver:
     def __init__(self, read: Callable[[int], Optional[int]] = procfs.process_uid, ttl_s: float = TTL_S,
                  limit: int = MAX_PIDS, clock: Callable[[], float] = time.monotonic) -> None:
         self._cache: PidCache[Optional[int]] = PidCache(read, None, ttl_s, limit, clock)
-        self.seen: dict[int, int] = {}    # pid -> uid of every owner seen: the recording's table
+        # pid -> (from ts_ns, uid) of every owner seen (at most SEEN_MAX pids): the recording's
+        # table, by time (a pid can be reused within a run)
+        self.history: History[int] = History(max_keys=SEEN_MAX)
 
     @property
     def reads(self) -> int:
         return self._cache.reads
 
-    def prime(self, pid: int) -> None:
-        if pid:
-            self.uid(pid)
+    @property
+    def seen(self) -> dict[int, int]:
+        """pid -> the last uid seen for it."""
+        return self.history.last()
 
-    def uid(self, pid: Optional[int]) -> Optional[int]:
+    def prime(self, pid: int, ts_ns: int = 0) -> None:
+        if pid:
+            self.uid(pid, ts_ns)
+
+    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None) -> Optional[int]:
+        """`pid`'s uid as now cached; kept in the history from `ts_ns` when given."""
         if not pid:
             return None
         found = self._cache.get(pid)
-        if found is not None and (len(self.seen) < SEEN_MAX or pid in self.seen):
-            self.seen[pid] = found
+        if found is not None and ts_ns is not None:
+            self.history.note(pid, ts_ns, found)
         return found
 
 
 class RecordedUids:
-    """Replay: the uids a live run saw, from its recording's end line."""
+    """Replay: the uids a live run saw, by time, from its recording's end line."""
 
-    def __init__(self, table: dict[int, int]) -> None:
-        self._table = table
+    def __init__(self, history: History[int]) -> None:
+        self._history = history
 
-    def prime(self, pid: int) -> None:
+    def prime(self, pid: int, ts_ns: int = 0) -> None:
         pass
 
-    def uid(self, pid: Optional[int]) -> Optional[int]:
-        return self._table.get(pid) if pid else None
+    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None) -> Optional[int]:
+        return self._history.at(pid, ts_ns) if pid else None

@@ -24,6 +24,7 @@ from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 from tracer.explain.storm import StormCount
 from tracer.kernel import localaddrs
 from tracer.model.errors import OutputUnwritable, RecordingInvalid
+from tracer.model.history import History
 from tracer.model.netnames import NameHistory
 from tracer.model.record import DecodeContext, Record, RecordDecodeError, decode
 
@@ -289,7 +290,8 @@ class Reader:
             self.end = {**end, "netns_history": history.to_json()}
             return
         # Several runs in one file (--append): their counts add up, addresses and names merge.
-        old = self.end.get("counters", {})
+        prev = self.end
+        old = prev.get("counters", {})
         merged = dict(counters)
         for k in ("lost", "filtered", "records"):
             merged[k] = old.get(k, 0) + counters.get(k, 0)
@@ -297,6 +299,14 @@ class Reader:
                     "local_addrs": sorted(set(self.end.get("local_addrs", [])) | set(addrs)),
                     "netns_names": {**self.end.get("netns_names", {}), **names},
                     "netns_history": NameHistory.from_json(self.end["netns_history"]).merged(history).to_json()}
+        # Owners' cgroups and uids: both runs' histories (a pid of the first run may be reused
+        # in the second).
+        for flat, by_time in (("cgroups", "cgroup_history"), ("uids", "uid_history")):
+            mine, theirs = _pid_table(prev, flat, by_time), _pid_table(end, flat, by_time)
+            if mine is not None and theirs is not None:
+                both = History(mine.merged_entries(theirs))
+                self.end[by_time] = both.to_json()
+                self.end[flat] = {str(k): v for k, v in sorted(both.last().items())}
 
 
 def tail_end(path: str) -> Optional[dict[str, Any]]:
@@ -394,6 +404,26 @@ def end_of(src: EndSource) -> dict[str, Any]:
     """A recording's end line (a Recording, or the dict tail_end read), {} if it has none."""
     end = src.end if isinstance(src, Recording) else src
     return end if isinstance(end, dict) else {}
+
+
+_PID_VALUES: dict[str, Callable[[Any], bool]] = {"cgroups": lambda v: isinstance(v, str),
+                                                 "uids": lambda v: type(v) is int}
+
+
+def _pid_table(end: dict[str, Any], flat: str, by_time: str) -> Optional[History[Any]]:
+    if not isinstance(end.get(by_time), dict) and not isinstance(end.get(flat), dict):
+        return None
+    try:
+        return History(History.entries_from_json(end.get(by_time), end.get(flat), _PID_VALUES[flat], by_time))
+    except ValueError:
+        return None
+
+
+def pid_histories(end: dict[str, Any]) -> tuple[Optional[History[str]], Optional[History[int]]]:
+    """The cgroup and uid of each owner pid by time (end line "cgroup_history"/"uid_history";
+    a recording made before they were kept: its "cgroups"/"uids", each for the whole run).
+    None for a table the recording does not have, or one not of the recorded shape."""
+    return _pid_table(end, "cgroups", "cgroup_history"), _pid_table(end, "uids", "uid_history")
 
 
 def netns_history(rec: EndSource) -> NameHistory:
