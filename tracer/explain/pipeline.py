@@ -9,7 +9,7 @@ or of a recording).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from tracer.model.frozen import evolve
 from tracer.explain import crosshost
@@ -40,6 +40,8 @@ class Annotator(Protocol):
 
     def annotate(self, e: Explanation) -> Explanation: ...
 
+    def fields(self, e: Explanation) -> dict[str, Any]: ...
+
 
 class Pipeline:
     def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None,
@@ -66,10 +68,8 @@ class Pipeline:
     def release_explained(self, now_ns: Optional[int]) -> list[tuple[Incident, Explanation]]:
         """Like release(), with the incident each explanation is about (for merges)."""
         runtime_of = self._facts.runtime if self._facts is not None else None
-        out = [(inc, _with_seq(inc, explain(inc, runtime_of))) for inc in self._corr.release(now_ns)]
-        if self._annotator is not None:
-            out = [(inc, self._annotator.annotate(e)) for inc, e in out]
-        return out
+        fields = self._annotator.fields if self._annotator is not None else None
+        return [(inc, _finished(inc, explain(inc, runtime_of), fields)) for inc in self._corr.release(now_ns)]
 
     def evictions(self) -> dict[str, int]:
         """Entries the bounded user-space tables dropped, per table (summary, self metrics)."""
@@ -88,9 +88,14 @@ class Pipeline:
         return kernel.without(self._corr.owners.dropped)
 
 
-def _with_seq(inc: Incident, e: Explanation) -> Explanation:
+def _finished(inc: Incident, e: Explanation,
+              fields: Optional[Callable[[Explanation], dict[str, Any]]]) -> Explanation:
+    """The explanation with its sequence numbers and its annotator's fields, in one copy."""
+    changes = fields(e) if fields is not None else {}
     seq = seq_json(inc.primary)
-    return e if seq is None else evolve(e, seq=seq)
+    if seq is not None:
+        changes["seq"] = seq
+    return evolve(e, **changes) if changes else e
 
 
 def explain_stream(records: Iterable[Record], peer_is_local: Optional[PeerCheck] = None,

@@ -7,7 +7,7 @@ the tables the live run wrote into its recording (RecordedCgroups, the netns nam
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 from tracer.model.frozen import evolve
 from tracer.explain.explanation import Explanation
@@ -52,6 +52,10 @@ class Attributor:
             self.names.learn(r.netns, r.ts_ns)
 
     def annotate(self, e: Explanation) -> Explanation:
-        cg = self.cgroups.info(e.pid, e.ts_ns) if self.cgroups is not None else None
-        uid = self.uids.uid(e.pid, e.ts_ns) if self.uids is not None else None
-        return evolve(e, cgroup=cg, netns_name=self.names.at(e.netns, e.ts_ns) if e.netns else None, uid=uid)
+        return evolve(e, **self.fields(e))
+
+    def fields(self, e: Explanation) -> dict[str, Any]:
+        """What annotate() sets: the owner's cgroup and uid, the namespace's name."""
+        return {"cgroup": self.cgroups.info(e.pid, e.ts_ns) if self.cgroups is not None else None,
+                "netns_name": self.names.at(e.netns, e.ts_ns) if e.netns else None,
+                "uid": self.uids.uid(e.pid, e.ts_ns) if self.uids is not None else None}
