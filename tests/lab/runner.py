@@ -41,6 +41,7 @@ class Collector:
         self.facts = ProcessFacts()
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
+        self._polls = 0                 # polls finished (catch_up() waits on it)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
@@ -53,6 +54,7 @@ class Collector:
                     self.facts.note(r.pid, r.comm)
                 with self._lock:
                     self.records.extend(got)
+            self._polls += 1
 
     def raw_sink(self, data: bytes) -> None:
         # Called on the polling thread, before decoding.
@@ -72,6 +74,15 @@ class Collector:
 
     def settle(self, seconds: float = 0.3) -> None:
         time.sleep(seconds)
+
+    def catch_up(self, timeout: float = 5.0) -> None:
+        """Return once every record submitted before this call has been read: two more polls
+        finish (the second began after this call, and a poll reads what the ring holds). In a
+        slow guest the polling thread can lag the kernel by more than a settle period."""
+        target = self._polls + 2
+        deadline = time.monotonic() + wait(timeout)
+        while self._polls < target and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.005)
 
     def stop(self) -> None:
         self._stop.set()
@@ -150,6 +161,7 @@ def run(scenario: Scenario, collector: Collector, wire: bool = False) -> RunResu
         truth = scenario.act(topo, spawn_peer)
         collector.settle(SETTLE_S)
         until = time.monotonic_ns()
+        collector.catch_up()
         closes_after = collector.capture.active_closes()
         # While the namespaces (and the scenario's processes, if they still run) exist.
         found = insights.time_wait_pileups(closes_before, closes_after, (until - since) / 1e9,
