@@ -33,6 +33,19 @@ def test_a_last_line_missing_only_its_newline_is_kept():
     assert rec.raw == read(REAL).raw and rec.ignored_bytes == 0
 
 
+def test_a_record_line_in_any_json_spelling_gives_the_same_bytes():
+    """The writer's `{"r":"..."}` lines skip the JSON parser; any other spelling of the same
+    object (spaces, an escaped character, another key first) goes through it, to the same bytes."""
+    records = [line for line in BODY if line.startswith('{"r":"')]
+    assert len(records) >= 5
+    spelled = []
+    for i, line in enumerate(records):
+        b64 = json.loads(line)["r"]
+        spelled.append([f'{{"r": "{b64}"}}\n', '{"r":"\\u%04x%s"}\n' % (ord(b64[0]), b64[1:]),
+                        f'{{"x": 1, "r":"{b64}"}}\n', line][i % 4])
+    assert read(HEADER + "".join(spelled)).raw == read(HEADER + "".join(records)).raw
+
+
 def header_with(**context) -> str:
     h = json.loads(HEADER)
     h["context"].update(context)
@@ -48,6 +61,8 @@ def header_with(**context) -> str:
     (json.dumps({**json.loads(HEADER), "meta": [1]}) + "\n", 1, "bad header"),
     (HEADER + '{"r": 12}\n', 2, "bad record encoding"),
     (HEADER + '{"r": ["a"]}\n', 2, "bad record encoding"),
+    (HEADER + '{"r":"AAA*"}\n', 2, "bad record encoding"),       # the writer's own shape
+    (HEADER + '{"r":"AAAA"x}\n', 2, "not a JSON line"),
     (HEADER + '"just a string"\n', 2, "expected an object"),
     (HEADER + '{"end": [1]}\n', 2, "bad end line"),
     (HEADER + '{"end": {"counters": {"lost": "many"}}}\n', 2, "not a count"),

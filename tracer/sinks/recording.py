@@ -159,6 +159,9 @@ def prepare_append(fd: int, path: str) -> None:
 
 
 _NOT_A_RECORDING = "record with: sudo tcptrace-explain --record FILE"
+_RECORD_OPEN = b'{"r":"'
+_RECORD_CLOSE = b'"}\n'
+_RECORD_BODY = slice(len(_RECORD_OPEN), -len(_RECORD_CLOSE))
 _MAX_COUNT = 1 << 63
 
 
@@ -190,31 +193,43 @@ class Reader:
     def _next(self) -> Optional[dict[str, Any]]:
         """The next non-empty line as an object, or None at the end."""
         while True:
-            line = self._fh.readline(MAX_LINE + 1)
-            if not line:
+            line = self._line()
+            if line is None:
                 return None
-            self.line_no += 1
-            if len(line) > MAX_LINE:
-                raise RecordingInvalid(f"{self._where()}: a line longer than {MAX_LINE} bytes "
-                                       "(not a recording line)", _NOT_A_RECORDING)
-            whole = line.endswith(b"\n")
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                if not whole and self._fh.readline(1) == b"":
-                    self.ignored_bytes = len(line)
-                    return None
-                why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
-                    "not text" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
-                    if isinstance(exc, RecursionError) else str(exc))
-                raise RecordingInvalid(f"{self._where()}: not a JSON line ({why})",
-                                       "the file is damaged; a recording is one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise RecordingInvalid(f"{self._where()}: not a recording line (expected an object)")
-            return obj
+            obj = self._parse(line)
+            if obj is not None or self.ignored_bytes:
+                return obj
+
+    def _line(self) -> Optional[bytes]:
+        line = self._fh.readline(MAX_LINE + 1)
+        if not line:
+            return None
+        self.line_no += 1
+        if len(line) > MAX_LINE:
+            raise RecordingInvalid(f"{self._where()}: a line longer than {MAX_LINE} bytes "
+                                   "(not a recording line)", _NOT_A_RECORDING)
+        return line
+
+    def _parse(self, line: bytes) -> Optional[dict[str, Any]]:
+        """One line as an object; None for a blank line or a partial last one (ignored_bytes)."""
+        whole = line.endswith(b"\n")
+        line = line.strip()
+        if not line:
+            return None
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            if not whole and self._fh.readline(1) == b"":
+                self.ignored_bytes = len(line)
+                return None
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+                "not text" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+                if isinstance(exc, RecursionError) else str(exc))
+            raise RecordingInvalid(f"{self._where()}: not a JSON line ({why})",
+                                   "the file is damaged; a recording is one JSON object per line") from None
+        if not isinstance(obj, dict):
+            raise RecordingInvalid(f"{self._where()}: not a recording line (expected an object)")
+        return obj
 
     def _header(self, obj: dict[str, Any]) -> tuple[DecodeContext, dict[str, Any]]:
         if obj.get("format") != MAGIC:
@@ -234,9 +249,25 @@ class Reader:
         """Each record's bytes with the context to decode them (a later header, from --append,
         starts a run with its own context)."""
         while True:
-            obj = self._next()
-            if obj is None:
+            line = self._line()
+            if line is None:
                 return
+            # A record line as the writer writes it, decoded without the JSON parser: what is
+            # between the quotes is then all base64, so JSON would give the same string.
+            if line.startswith(_RECORD_OPEN) and line.endswith(_RECORD_CLOSE):
+                try:
+                    raw = base64.b64decode(line[_RECORD_BODY], validate=True)
+                except ValueError:
+                    pass
+                else:
+                    self.count += 1
+                    yield raw, self.context
+                    continue
+            obj = self._parse(line)
+            if obj is None:
+                if self.ignored_bytes:
+                    return
+                continue
             if "r" in obj:
                 try:
                     raw = base64.b64decode(obj["r"], validate=True)
