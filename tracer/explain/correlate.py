@@ -24,7 +24,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from tracer.model.frozen import evolve
 from tracer.explain.owners import OwnerResolver
 from tracer.model.record import Record, RecordType
 
@@ -140,7 +139,6 @@ class Correlator:
 
     def _group(self, records: list[Record]) -> list[Incident]:
         used: set[int] = set()
-        incidents: list[Incident] = []
         # Per socket, indices in time order (records arrive sorted): a partner is found by
         # scanning neighbours within the join window, not the whole list, because under a storm
         # the kernel reuses one socket address for many connections within a batch.
@@ -169,8 +167,10 @@ class Correlator:
                     q += step
             return best
 
-        # Sent resets first: they may absorb this host's own receive (ABORT_ON_DATA).
+        # Sent resets first: they may absorb this host's own receive (ABORT_ON_DATA). Each
+        # incident's records are found first and the incident built once, when it is linked.
         order = sorted(range(len(records)), key=lambda i: (records[i].type is not RecordType.RESET_SENT, i))
+        found: list[tuple[Record, Optional[Record], Optional[Record]]] = []
         for i in order:
             if i in used:
                 continue
@@ -178,27 +178,28 @@ class Correlator:
             if r.type is RecordType.ABORT:
                 continue  # handled after resets had the chance to claim it
             used.add(i)
-            inc = Incident(primary=r)
+            received = None
             if r.type is RecordType.RESET_SENT and not r.flag("timewait") and not r.flag("no_socket"):
                 j = partner(i, RecordType.RESET_RECEIVED)
                 if j is not None:
                     used.add(j)
-                    inc = evolve(inc, self_received=records[j])
+                    received = records[j]
             k = partner(i, RecordType.ABORT)
+            error = None
             if k is not None:
                 used.add(k)
-                inc = evolve(inc, error=records[k])
-            incidents.append(inc)
+                error = records[k]
+            found.append((r, error, received))
         for i, r in enumerate(records):
             if i not in used and r.type is RecordType.ABORT:
                 used.add(i)
-                incidents.append(Incident(primary=r))
-        incidents.sort(key=lambda x: x.ts_ns)
+                found.append((r, None, None))
+        found.sort(key=lambda x: x[0].ts_ns)
         # Index the whole batch before linking, so both ends of a connection find each other
         # whichever was traced first (an active reset is traced after the peer received it).
-        for x in incidents:
-            self._remember(x.primary)
-        return [self._link_peer(x) for x in incidents]
+        for r, _, _ in found:
+            self._remember(r)
+        return [self._linked(*x) for x in found]
 
     def _remember(self, r: Record) -> None:
         if r.type is RecordType.ABORT or not r.rport:
@@ -211,14 +212,14 @@ class Correlator:
             if r.ts_ns - old.ts_ns <= PEER_WINDOW_NS:   # still of use: a link may be missed
                 self.peers_evicted += 1
 
-    def _link_peer(self, inc: Incident) -> Incident:
-        """Join the other end's reset (swapped 4-tuple, the other direction) seen recently."""
-        r = inc.primary
+    def _linked(self, r: Record, error: Optional[Record], received: Optional[Record]) -> Incident:
+        """The incident, with the other end's reset (swapped 4-tuple, the other direction) seen
+        recently."""
         if r.type is RecordType.ABORT or not r.rport:
-            return inc
+            return Incident(r, error, received)
         want = RecordType.RESET_RECEIVED if r.type is RecordType.RESET_SENT else RecordType.RESET_SENT
         other = self._recent.get((want, _swapped(r)))
         if other is not None and abs(other.ts_ns - r.ts_ns) > PEER_WINDOW_NS:
             other = None
         local = True if other is not None else self._peer_is_local(r.raddr)
-        return evolve(inc, peer=other, peer_local=local)
+        return Incident(r, error, received, other, local)
