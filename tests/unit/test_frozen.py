@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from tests.unit.helpers import BASE
-from tracer.model.frozen import evolve
+from tracer.model.frozen import evolve, fast_init
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +37,55 @@ class _Derived:
 
 def test_classes_with_post_init_or_derived_fields_go_through_replace():
     assert evolve(_Derived(1), a=5).b == 10
+
+
+@dataclasses.dataclass(frozen=True)
+class _Generated:
+    a: int
+    b: str = "b"
+    c: dict = dataclasses.field(default_factory=dict)
+
+
+_Fast = fast_init(dataclasses.make_dataclass(
+    "_Fast", [("a", int), ("b", str, dataclasses.field(default="b")), ("c", dict, dataclasses.field(default_factory=dict))],
+    frozen=True))
+
+
+def test_fast_init_builds_what_the_generated_init_builds():
+    for args, kw in [((1,), {}), ((1, "x"), {}), ((1,), {"c": {"k": 2}}), ((), {"a": 3, "b": "y", "c": {}})]:
+        slow, fast = _Generated(*args, **kw), _Fast(*args, **kw)
+        assert dataclasses.asdict(slow) == dataclasses.asdict(fast)
+        assert repr(fast).replace("_Fast", "_Generated") == repr(slow)
+    assert _Fast(1) == _Fast(1) and _Fast(1) != _Fast(2)
+    assert _Fast(1).c is not _Fast(1).c              # a fresh value from the factory each time
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _Fast(1).a = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        _Fast()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _Fast(1, d=4)  # type: ignore[call-arg]
+
+
+def test_the_hot_path_classes_build_as_their_generated_init_would():
+    from tracer.model.record import Record
+    generated = dataclasses.dataclass(frozen=True)(type("Plain", (), {"__annotations__": Record.__annotations__}))
+    values = {f.name: getattr(BASE, f.name) for f in dataclasses.fields(Record)}
+    assert dataclasses.asdict(Record(**values)) == dataclasses.asdict(generated(**values)) == dataclasses.asdict(BASE)
+    assert hash(Record(**values)) == hash(BASE) and Record(**values) == BASE
+
+
+def test_fast_init_refuses_what_it_cannot_fill():
+    @dataclasses.dataclass(frozen=True)
+    class Post:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    @dataclasses.dataclass
+    class Mutable:
+        a: int
+
+    for cls in (Post, Mutable):
+        with pytest.raises(TypeError):
+            fast_init(cls)

@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from tracer.model.frozen import evolve
+from tracer.model.frozen import evolve, fast_init
 from tracer.explain import procinfo
 from tracer.explain.correlate import Incident
 from tracer.explain.explanation import endpoint
 from tracer.model.record import AF_INET, AF_INET6, FLAG_BITS, Record, RecordType
 
 
+@fast_init
 @dataclass(frozen=True)
 class Case:
     event: RecordType

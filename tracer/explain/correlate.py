@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
+from tracer.model.frozen import fast_init
 from tracer.explain.owners import OwnerResolver
 from tracer.model.record import Record, RecordType
 
@@ -38,6 +39,7 @@ PEER_INDEX_MAX = 4096
 PENDING_MAX = 20_000
 
 
+@fast_init
 @dataclass(frozen=True)
 class Incident:
     primary: Record                     # the reset (sent or received) or the abort

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
+from tracer.model.frozen import fast_init
 from tracer.model.cgroups import CgroupInfo
 from tracer.model.verdicts import Confidence, Verdict, Who
 
 
+@fast_init
 @dataclass(frozen=True)
 class Explanation:
     """One explained event: the JSON contract of shared/DESIGN.md (plus extra fields)."""

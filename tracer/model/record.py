@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping, Optional
 
+from tracer.model.frozen import fast_init
 from tracer.model import abi
 
 # struct tte_record as laid out from bpf/tte.h (tracer/model/abi.py). The BPF program
@@ -127,6 +128,7 @@ class DecodeContext:
         return ctx
 
 
+@fast_init
 @dataclass(frozen=True)
 class Record:
     """One decoded ring-buffer record: an observation, not yet an explanation."""
