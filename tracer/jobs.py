@@ -47,14 +47,19 @@ def slot(n: int, helpers: int) -> int:
     return 0 if s < MAIN_SLOTS else 1 + (s - MAIN_SLOTS) // HELPER_SLOTS
 
 
-Item = tuple[int, int, str, Explanation]     # incident number, its time, its kind, explanation
+# incident number, its time, its kind, its explanation, and that explanation's output line
+# where the sink makes its lines alone (the JSON sink)
+Item = tuple[int, int, str, Explanation, Optional[str]]
+Render = Callable[[Explanation], str]
 
 
 class HelperShare:
     """In helper `index`: explain this helper's incidents and send them; pass nothing on."""
 
-    def __init__(self, index: int, helpers: int, out: IO[bytes], batch: int = BATCH) -> None:
+    def __init__(self, index: int, helpers: int, out: IO[bytes], render: Optional[Render] = None,
+                 batch: int = BATCH) -> None:
         self._index = index
+        self._render = render
         self._helpers = helpers
         self._out = out
         self._batch = batch
@@ -66,7 +71,8 @@ class HelperShare:
             n = self._n
             self._n += 1
             if slot(n, self._helpers) == self._index:
-                self._pending.append((n, inc.ts_ns, inc.event, one(inc)))
+                e = one(inc)
+                self._pending.append((n, inc.ts_ns, inc.event, e, self._render(e) if self._render else None))
                 if len(self._pending) >= self._batch:
                     self._send()
         self._send()    # the main process waits for this release's last ones
@@ -118,9 +124,16 @@ class MainShare:
         self._on_drop = on_drop
         self._n = 0
         self.dropped = 0                 # helpers dropped (their share explained here)
+        self._lines: dict[int, str] = {}
+
+    def lines(self) -> dict[int, str]:
+        """The output lines helpers made for the explanations of the last explain() call, by
+        id() of the explanation (valid while the caller holds them)."""
+        return self._lines
 
     def explain(self, incidents: list[Incident], one: ExplainOne) -> list[tuple[Incident, Explanation]]:
         out = []
+        self._lines = {}
         for inc in incidents:
             n = self._n
             self._n += 1
@@ -134,16 +147,19 @@ class MainShare:
         if rec is None:
             return None
         item = rec.next()
-        if (item is None or not isinstance(item, tuple) or len(item) != 4 or item[:3] != (n, inc.ts_ns, inc.event)
-                or not isinstance(item[3], Explanation)):
+        if (item is None or not isinstance(item, tuple) or len(item) != 5 or item[:3] != (n, inc.ts_ns, inc.event)
+                or not isinstance(item[3], Explanation) or not isinstance(item[4], (str, type(None)))):
             self._received[k - 1] = None
             self.dropped += 1
             self._on_drop(k)
             return None
+        if item[4] is not None:
+            self._lines[id(item[3])] = item[4]
         return item[3]
 
 
-def _helper_main(index: int, helpers: int, w: int, run: Callable[[HelperShare], None]) -> None:
+def _helper_main(index: int, helpers: int, w: int, run: Callable[[HelperShare], None],
+                 render: Optional[Render]) -> None:
     """A forked helper's whole life: silent, gone with its parent, never back into the caller."""
     code = 1
     try:
@@ -158,7 +174,7 @@ def _helper_main(index: int, helpers: int, w: int, run: Callable[[HelperShare], 
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         with os.fdopen(w, "wb", buffering=PIPE_BYTES) as out:
-            run(HelperShare(index, helpers, out))
+            run(HelperShare(index, helpers, out, render))
         code = 0
     except BaseException:
         pass
@@ -187,9 +203,10 @@ class _Helper:
 
 
 @contextlib.contextmanager
-def helpers(count: int, run: Callable[[HelperShare], None]) -> Iterator[Optional[MainShare]]:
+def helpers(count: int, run: Callable[[HelperShare], None], render: Optional[Render] = None) -> Iterator[Optional[MainShare]]:
     """Fork `count` helpers, each calling run(share) on its own; yield the main process's share
-    (None for no helpers). Every helper is gone when this returns, whatever happened."""
+    (None for no helpers). `render`: the sink's line for an explanation, made by the helper
+    that explains it. Every helper is gone when this returns, whatever happened."""
     if count <= 0:
         yield None
         return
@@ -204,7 +221,7 @@ def helpers(count: int, run: Callable[[HelperShare], None]) -> Iterator[Optional
                 os.close(r)
                 for h in started:
                     h.stream.close()
-                _helper_main(k, count, w, run)
+                _helper_main(k, count, w, run, render)
             os.close(w)
             started.append(_Helper(pid, os.fdopen(r, "rb", buffering=PIPE_BYTES)))
         yield MainShare([Received(h.stream) for h in started], on_drop=lambda k: started[k - 1].stop())

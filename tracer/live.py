@@ -38,7 +38,7 @@ from tracer.explain.storm import StormCount
 from tracer.model.options import Options
 from tracer.model.record import Record
 from tracer.explain.summary import Summary
-from tracer.sinks.base import Sink
+from tracer.sinks.base import LineSink, Sink
 
 POLL_MS = 10
 DRAIN_S = 2.0   # at exit, what is in the ring is read for at most this long (a load may go on)
@@ -318,8 +318,10 @@ def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER, helpers
         with fh:
             _replay(reader, end, _DISCARD, event_filter, share)
 
-    # Helpers start before this process opens the file: each reads it on its own.
-    with jobs.helpers(count, helper) as share:
+    # Helpers start before this process opens the file: each reads it on its own. A sink that
+    # makes its lines alone (JSON) has the helpers make theirs.
+    render = sink.line if isinstance(sink, LineSink) else None
+    with jobs.helpers(count, helper, render) as share:
         reader, fh = recording.open_reader(path)
         with fh:
             try:
@@ -360,10 +362,18 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     pipe = Pipeline(recording.peer_check(end), owners, attribution,
                     RecordedFacts.from_end(recording.end_of(end).get("runtimes")), share)
 
+    # The lines a helper made for its share of the explanations (tracer/jobs.py)
+    line_sink = sink if isinstance(sink, LineSink) and isinstance(share, jobs.MainShare) else None
+
     def emit(explained: list[Explanation]) -> None:
+        lines = share.lines() if line_sink is not None and isinstance(share, jobs.MainShare) else None
         for e in explained:
             if event_filter.match(e):
-                sink.event(e)
+                line = lines.get(id(e)) if lines else None
+                if line is None or line_sink is None:
+                    sink.event(e)
+                else:
+                    line_sink.write_line(line)
                 summary.add(e)
 
     storms: list[list[StormCount]] = []

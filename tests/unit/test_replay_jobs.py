@@ -21,6 +21,7 @@ from tracer.explain.owners import OwnerResolver
 from tracer.explain.pipeline import Pipeline
 from tracer.explain.procinfo import RecordedFacts
 from tracer.sinks import recording
+from tracer.sinks.console import ConsoleSink
 from tracer.sinks.jsonl import JsonSink
 
 
@@ -69,6 +70,23 @@ def test_each_real_recording_is_the_same_with_a_helper(path):
     assert replayed(path, 1) == replayed(path, 0)
 
 
+def test_the_console_is_the_same_with_helpers():
+    """The console makes its lines itself (a helper sends explanations, not lines). It shows at
+    most 10 events per second of the wall clock, so only recordings of fewer compare."""
+    def console(path: str, helpers: int) -> str:
+        out = io.StringIO()
+        live.replay(path, ConsoleSink(out, color=False, err=io.StringIO()), helpers=helpers)
+        return out.getvalue()
+
+    lines = 0
+    for path in RECORDINGS:
+        alone = console(path, 0)
+        assert "not shown one by one" not in alone
+        assert console(path, 1) == alone, path
+        lines += alone.count("\n")
+    assert lines > 300
+
+
 def released(path: str):
     """The incidents of a recording in release order and the function that explains one."""
     end = recording.tail_end(path)
@@ -97,7 +115,7 @@ def framed(items) -> bytes:
 
 def helper_stream(incidents, one, cut=None, damage=None) -> io.BytesIO:
     """What helper 1 of 1 sends for these incidents, cut short or damaged at one of its items."""
-    mine = [(n, inc.ts_ns, inc.event, one(inc)) for n, inc in enumerate(incidents) if jobs.slot(n, 1) == 1]
+    mine = [(n, inc.ts_ns, inc.event, one(inc), None) for n, inc in enumerate(incidents) if jobs.slot(n, 1) == 1]
     if cut is not None:
         mine = mine[:cut]
     if damage is not None:
@@ -106,8 +124,8 @@ def helper_stream(incidents, one, cut=None, damage=None) -> io.BytesIO:
 
 
 def damage_item(item):
-    n, ts, event, e = item
-    return (n + 1, ts, event, e)
+    n, ts, event, e, line = item
+    return (n + 1, ts, event, e, line)
 
 
 @pytest.mark.parametrize("how", ["complete", "cut", "wrong_number", "garbage"])
