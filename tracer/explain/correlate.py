@@ -171,7 +171,9 @@ class Correlator:
 
         # Sent resets first: they may absorb this host's own receive (ABORT_ON_DATA). Each
         # incident's records are found first and the incident built once, when it is linked.
-        order = sorted(range(len(records)), key=lambda i: (records[i].type is not RecordType.RESET_SENT, i))
+        sent = RecordType.RESET_SENT
+        order = [i for i, r in enumerate(records) if r.type is sent] + [
+            i for i, r in enumerate(records) if r.type is not sent]
         found: list[tuple[Record, Optional[Record], Optional[Record]]] = []
         for i in order:
             if i in used:
