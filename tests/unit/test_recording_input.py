@@ -69,6 +69,11 @@ def header_with(**context) -> str:
     (HEADER + '{"end": {"counters": {"lost": 1e400}}}\n', 2, "not a count"),
     (HEADER + '{"end": {"local_addrs": "10.0.0.1"}}\n', 2, "wrong type"),
     (HEADER + '{"end": {"netns_names": {"1": 2}}}\n', 2, "wrong type"),
+    (HEADER + '{"end": {"cgroups": {"42": 7}}}\n', 2, "bad end line"),
+    (HEADER + '{"end": {"cgroups": [1]}}\n', 2, "not an object"),
+    (HEADER + '{"end": {"uids": {"42": 0, "x": 1}}}\n', 2, "bad end line"),
+    (HEADER + '{"end": {"uid_history": {"42": [[1, "root"]]}}}\n', 2, "uid_history entry '42'"),
+    (HEADER + '{"end": {"cgroup_history": {"42": [[1.5, "/a"]]}}}\n', 2, "cgroup_history entry '42'"),
     (HEADER + "\xff\xfe\n" + BODY[0], 2, "not a JSON line"),
     (HEADER + "x" * (recording.MAX_LINE + 10) + "\n", 2, "longer than"),
 ])

@@ -311,6 +311,9 @@ class Reader:
             raise RecordingInvalid(f"{where}: bad end line (counters, local_addrs or netns_names of the wrong type)")
         try:
             history = NameHistory.from_json(end.get("netns_history"), names)
+            for flat, by_time in _PID_TABLES:
+                if flat in end or by_time in end:
+                    History.entries_from_json(end.get(by_time), end.get(flat), _PID_VALUES[flat], by_time)
         except ValueError as exc:
             raise RecordingInvalid(f"{where}: bad end line ({exc})") from None
         for k in ("lost", "filtered", "records"):
@@ -332,7 +335,7 @@ class Reader:
                     "netns_history": NameHistory.from_json(self.end["netns_history"]).merged(history).to_json()}
         # Owners' cgroups and uids: both runs' histories (a pid of the first run may be reused
         # in the second).
-        for flat, by_time in (("cgroups", "cgroup_history"), ("uids", "uid_history")):
+        for flat, by_time in _PID_TABLES:
             mine, theirs = _pid_table(prev, flat, by_time), _pid_table(end, flat, by_time)
             if mine is not None and theirs is not None:
                 both = History(mine.merged_entries(theirs))
@@ -437,6 +440,7 @@ def end_of(src: EndSource) -> dict[str, Any]:
     return end if isinstance(end, dict) else {}
 
 
+_PID_TABLES = (("cgroups", "cgroup_history"), ("uids", "uid_history"))   # (flat, by time)
 _PID_VALUES: dict[str, Callable[[Any], bool]] = {"cgroups": lambda v: isinstance(v, str),
                                                  "uids": lambda v: type(v) is int}
 
