@@ -270,7 +270,23 @@ class Record:
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
+# Decoded names and addresses by their raw bytes: a stream repeats a few of each. Bounded: the
+# cache starts again past _SEEN_MAX entries (distinct endpoints under churn).
+_SEEN: dict[tuple[int, bytes], str] = {}
+_SEEN_MAX = 65_536
+
+
 def _addr(family: int, raw: bytes) -> str:
+    key = (family, raw)
+    text = _SEEN.get(key)
+    if text is None:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        text = _SEEN[key] = _addr_text(family, raw)
+    return text
+
+
+def _addr_text(family: int, raw: bytes) -> str:
     # inet_ntop is C; ipaddress objects cost more than the rest of decoding together.
     if family == AF_INET6:
         if raw[:12] == _V4_MAPPED:
@@ -280,11 +296,13 @@ def _addr(family: int, raw: bytes) -> str:
 
 
 def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
-
-
-def _ts(v: int) -> Optional[int]:
-    return v or None
+    key = (0, raw)
+    text = _SEEN.get(key)
+    if text is None:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        text = _SEEN[key] = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+    return text
 
 
 def errno_name(raw: int) -> Optional[str]:
@@ -335,17 +353,17 @@ def decode(data: bytes, ctx: DecodeContext) -> Record:
         _text(comm),  # comm
         _text(thread),  # thread
         _text(cur_comm),  # cur_comm
-        _ts(birth),  # birth_ns
-        _ts(estab),  # estab_ns
-        _ts(fin),  # fin_ns
-        _ts(close),  # close_ns
-        _ts(state_ts),  # state_ns
-        _ts(last_send),  # last_send_ns
-        _ts(last_recv),  # last_recv_ns
-        _ts(last_ack),  # last_ack_ns
-        _ts(destroy),  # destroy_ns
-        _ts(fin_last_send),  # fin_last_send_ns
-        _ts(fin_last_recv),  # fin_last_recv_ns
+        birth or None,  # birth_ns
+        estab or None,  # estab_ns
+        fin or None,  # fin_ns
+        close or None,  # close_ns
+        state_ts or None,  # state_ns
+        last_send or None,  # last_send_ns
+        last_recv or None,  # last_recv_ns
+        last_ack or None,  # last_ack_ns
+        destroy or None,  # destroy_ns
+        fin_last_send or None,  # fin_last_send_ns
+        fin_last_recv or None,  # fin_last_recv_ns
         retrans,  # retrans
         total_retrans,  # total_retrans
         srtt_us,  # srtt_us
