@@ -2,8 +2,7 @@
 
 Builds recordings of each size with scripts/big_recording.py (from the real recordings in
 tests/data/recordings), replays each one as a user would (output to /dev/null) and prints
-wall time, CPU time, records per second and peak RSS (of the replay and its helpers together,
-sampled every second). Constant memory shows as the same RSS at
+wall time, CPU time, records per second and peak RSS. Constant memory shows as the same RSS at
 every size; the target is 1,000,000 records in under 60 s and under 200 MB.
 
     .venv/bin/python scripts/replay_bench.py --sizes 100000,1000000 --dir /tmp
@@ -28,32 +27,18 @@ def rss_kib(pid: int) -> int:
         return 0
 
 
-def with_helpers(pid: int) -> list[int]:
-    """The replay and its helpers (replay --jobs: tracer/jobs.py)."""
-    out = [pid]
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                out += [int(x) for x in fh.read().split()]
-    except OSError:
-        pass
-    return out
-
-
-def replay_once(path: str, jobs: int) -> tuple[float, float, int, list[int]]:
-    """(wall s, CPU s of the replay and its helpers, peak RSS KiB, RSS KiB of the replay and its
-    helpers together sampled every second) of one replay."""
+def replay_once(path: str) -> tuple[float, float, int, list[int]]:
+    """(wall s, CPU s, peak RSS KiB, RSS KiB sampled every second) of one replay."""
     t = time.monotonic()
     samples = []
     with open(os.devnull, "w") as out:
-        p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "replay", "--json", "--jobs", str(jobs), path],
-                             cwd=REPO, stdout=out, stderr=out)
+        p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "replay", "--json", path], cwd=REPO,
+                             stdout=out, stderr=out)
         while True:
-            # this child's rusage, with its helpers' (it reaps them)
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)    # this child's own rusage
             if pid:
                 break
-            samples.append(sum(rss_kib(x) for x in with_helpers(p.pid)))
+            samples.append(rss_kib(p.pid))
             time.sleep(1.0)
     wall = time.monotonic() - t
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -66,9 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,1000000", help="records per recording, comma list")
     ap.add_argument("--dir", default="/tmp", help="where the generated recordings go")
-    ap.add_argument("--jobs", type=int, default=2, help="replay --jobs (1: one process)")
     a = ap.parse_args()
-    print(f"replay --jobs {a.jobs}; RSS is the replay's and its helpers' together")
     print(f"{'records':>9} {'MB':>6} {'wall s':>7} {'cpu s':>7} {'rec/s':>8} {'peak RSS MB':>11}  "
           "RSS MB at 25/50/75/100 % of the run")
     for n in (int(x) for x in a.sizes.split(",")):
@@ -76,8 +59,7 @@ def main() -> None:
         if not os.path.exists(path):
             subprocess.run([sys.executable, os.path.join(REPO, "scripts", "big_recording.py"), "--count", str(n),
                             path], check=True)
-        wall, cpu, rss, samples = replay_once(path, a.jobs)
-        rss = max([rss, *samples])
+        wall, cpu, rss, samples = replay_once(path)
         quarters = " / ".join(f"{samples[min(len(samples) - 1, len(samples) * q // 4)] / 1024:.0f}"
                               for q in (1, 2, 3, 4)) if samples else "-"
         print(f"{n:>9} {os.path.getsize(path) / 1e6:>6.0f} {wall:>7.1f} {cpu:>7.1f} {n / wall:>8.0f} "

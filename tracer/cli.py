@@ -30,8 +30,6 @@ from tracer.model.options import RINGBUF_PAGES_MAX, STORM_LIMIT_MAX, STORM_LIMIT
 from tracer.model.safe import printable
 from tracer.cliparams import Seconds
 
-JOBS_MAX = 8    # replay --jobs: past the CPUs a machine has, more only costs memory
-
 EXAMPLES = """
 \b
 Examples:
@@ -313,10 +311,7 @@ def _existing(record_path: Optional[str], force: bool, append: bool):
 @click.option("--compact", is_flag=True, help=COMPACT_HELP)
 @filter_options(live=False)
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
-@click.option("--jobs", type=click.IntRange(1, JOBS_MAX), default=None,
-              help="Processes that explain the recording; the output is the same for any number "
-                   "[default: 2 for a file of 1 MiB or more on 2 or more CPUs, else 1].")
-def replay(path, as_json, compact, color, jobs, **filters) -> None:
+def replay(path, as_json, compact, color, **filters) -> None:
     """Explain a recording made with --record (no root needed)."""
     from tracer.sinks import recording
     from tracer.sinks.console import ConsoleSink
@@ -326,7 +321,7 @@ def replay(path, as_json, compact, color, jobs, **filters) -> None:
     flt = _event_filter(filters, known_netns=recording.netns_history(recording.tail_end(path)).inodes_by_name(), live=False)
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     with _output_may_close():
-        do_replay(path, sink, event_filter=flt, helpers=None if jobs is None else jobs - 1)
+        do_replay(path, sink, event_filter=flt)
 
 
 @cli.command(epilog=MERGE_EXAMPLES)

@@ -25,20 +25,19 @@ from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import privileges, procfs
 from tracer.kernel import snmp
-from tracer import jobs
 from tracer.sinks import outfile, recording
 from tracer.kernel.capture import BATCH_MAX, Capture
 from tracer.model.counters import Counters
 from tracer.model.errors import RecordingInvalid, RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.procinfo import ProcessFacts, RecordedFacts
-from tracer.explain.pipeline import Pipeline, Share
+from tracer.explain.pipeline import Pipeline
 from tracer.explain.rules import Explanation
 from tracer.explain.storm import StormCount
 from tracer.model.options import Options
 from tracer.model.record import Record
 from tracer.explain.summary import Summary
-from tracer.sinks.base import LineSink, Sink
+from tracer.sinks.base import Sink
 
 POLL_MS = 10
 DRAIN_S = 2.0   # at exit, what is in the ring is read for at most this long (a load may go on)
@@ -307,52 +306,20 @@ def show_storm(drained: list[StormCount], sink: Sink, summary: Summary, event_fi
 REPLAY_CHUNK = 4096
 
 
-def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER, helpers: Optional[int] = None) -> Summary:
-    """Explain a recording as a stream: constant memory in the file's size. `helpers`: processes
-    that explain a share of it alongside this one (tracer/jobs.py; None: as jobs.auto decides)."""
-    end = recording.tail_end(path)
-    count = jobs.auto(path) if helpers is None else helpers if jobs.usable(path) else 0
-
-    def helper(share: jobs.HelperShare) -> None:
-        reader, fh = recording.open_reader(path)
-        with fh:
-            _replay(reader, end, _DISCARD, event_filter, share)
-
-    # Helpers start before this process opens the file: each reads it on its own. A sink that
-    # makes its lines alone (JSON) has the helpers make theirs.
-    render = sink.line if isinstance(sink, LineSink) else None
-    with jobs.helpers(count, helper, render) as share:
-        reader, fh = recording.open_reader(path)
-        with fh:
-            try:
-                return _replay(reader, end, sink, event_filter, share)
-            except BrokenPipeError:
-                raise                     # our reader went away (`| head -1`): not the recording's fault
-            except OSError as exc:
-                raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
-
-
-class _Discard:
-    """A helper's sink: its explanations go to the main process, which writes everything."""
-
-    def event(self, e: Explanation) -> None: ...
-
-    def storm(self, buckets: Any) -> None: ...
-
-    def insight(self, ins: Any) -> None: ...
-
-    def notice(self, message: str) -> None: ...
-
-    def status(self, since: str, summary: Summary, counters: Counters) -> None: ...
-
-    def summary(self, summary: Summary, counters: Counters, seconds: float, tables: Any = None) -> None: ...
-
-
-_DISCARD = _Discard()
+def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER) -> Summary:
+    """Explain a recording as a stream: constant memory in the file's size."""
+    reader, fh = recording.open_reader(path)
+    with fh:
+        try:
+            return _replay(reader, recording.tail_end(path), sink, event_filter)
+        except BrokenPipeError:
+            raise                     # our reader went away (`| head -1`): not the recording's fault
+        except OSError as exc:
+            raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
-            event_filter: EventFilter, share: Optional[Share] = None) -> Summary:
+            event_filter: EventFilter) -> Summary:
     summary = Summary()
     # Holders come from the recording's OWNER records; --pid decides on them as it did live, but
     # on the explanations: a recording holds the other processes' records too, and the peer's
@@ -360,20 +327,12 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None, drop=False)
     attribution = recorded_attribution(end)
     pipe = Pipeline(recording.peer_check(end), owners, attribution,
-                    RecordedFacts.from_end(recording.end_of(end).get("runtimes")), share)
-
-    # The lines a helper made for its share of the explanations (tracer/jobs.py)
-    line_sink = sink if isinstance(sink, LineSink) and isinstance(share, jobs.MainShare) else None
+                    RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
 
     def emit(explained: list[Explanation]) -> None:
-        lines = share.lines() if line_sink is not None and isinstance(share, jobs.MainShare) else None
         for e in explained:
             if event_filter.match(e):
-                line = lines.get(id(e)) if lines else None
-                if line is None or line_sink is None:
-                    sink.event(e)
-                else:
-                    line_sink.write_line(line)
+                sink.event(e)
                 summary.add(e)
 
     storms: list[list[StormCount]] = []

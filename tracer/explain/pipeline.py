@@ -43,27 +43,14 @@ class Annotator(Protocol):
     def fields(self, e: Explanation) -> dict[str, Any]: ...
 
 
-ExplainOne = Callable[[Incident], Explanation]
-
-
-class Share(Protocol):
-    """Who explains which released incident: a replay on several processes (tracer/jobs.py)
-    gives each its share. Called with every released incident in order and the function that
-    explains one; returns the (incident, explanation) pairs this process passes on."""
-
-    def explain(self, incidents: list[Incident], one: ExplainOne) -> list[tuple[Incident, Explanation]]: ...
-
-
 class Pipeline:
     def __init__(self, peer_is_local: Optional[PeerCheck] = None, owners: Optional[OwnerResolver] = None,
-                 annotator: Optional[Annotator] = None, facts: Optional[FactsSource] = None,
-                 share: Optional[Share] = None) -> None:
+                 annotator: Optional[Annotator] = None, facts: Optional[FactsSource] = None) -> None:
         self._corr = Correlator(peer_is_local=peer_is_local, owners=owners)
         self._annotator = annotator
         # Live runs read each process's runtime from /proc as its first record arrives; replay
         # has only the recorded process names (tracer/explain/procinfo.py).
         self._facts = facts
-        self._share = share
 
     def feed(self, records: Iterable[Record]) -> None:
         batch = list(records)
@@ -82,10 +69,7 @@ class Pipeline:
         """Like release(), with the incident each explanation is about (for merges)."""
         runtime_of = self._facts.runtime if self._facts is not None else None
         fields = self._annotator.fields if self._annotator is not None else None
-        incidents = self._corr.release(now_ns)
-        if self._share is not None:
-            return self._share.explain(incidents, lambda inc: _finished(inc, explain(inc, runtime_of), fields))
-        return [(inc, _finished(inc, explain(inc, runtime_of), fields)) for inc in incidents]
+        return [(inc, _finished(inc, explain(inc, runtime_of), fields)) for inc in self._corr.release(now_ns)]
 
     def evictions(self) -> dict[str, int]:
         """Entries the bounded user-space tables dropped, per table (summary, self metrics)."""

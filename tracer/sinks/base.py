@@ -7,7 +7,7 @@ lines (tracer/sinks/jsonl.py) are the two implementations; the exporter keeps to
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Mapping, Optional, Protocol, Sequence
 
 from tracer.explain.insights import Insight
 from tracer.explain.rules import Explanation
@@ -37,13 +37,3 @@ class Sink(Protocol):
     def summary(self, summary: Summary, counters: Counters, seconds: float,
                 tables: Optional[TableUsage] = None) -> None:
         """The end-of-run summary."""
-
-
-@runtime_checkable
-class LineSink(Sink, Protocol):
-    """A sink whose output for an event is one line made from the event alone (JSON lines), so
-    another process can make it (replay helpers: tracer/jobs.py)."""
-
-    def line(self, e: Explanation) -> str: ...
-
-    def write_line(self, line: str) -> None: ...

@@ -25,17 +25,8 @@ class JsonSink:
         self.err = whole(err or sys.stderr)
 
     def event(self, e: Explanation) -> None:
-        self.write_line(self.line(e))
-
-    @staticmethod
-    def line(e: Explanation) -> str:
-        """An event's line, made anywhere (a replay helper makes its share: tracer/jobs.py)."""
         # ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert.
-        return json.dumps(e.to_json(), ensure_ascii=True) + "\n"
-
-    def write_line(self, line: str) -> None:
-        """What event(e) writes, given line(e)."""
-        self.out.write(line)
+        self.out.write(json.dumps(e.to_json(), ensure_ascii=True) + "\n")
         self.out.flush()
 
     def flush_storm(self) -> None:
