@@ -5,6 +5,7 @@ every sentence about it uses: durations, endpoints, process names, timestamps, e
 from __future__ import annotations
 
 import errno as errno_mod
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -129,21 +130,26 @@ def endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-# The text of the last whole second iso() printed: events come in bursts, and strftime is most
-# of its cost.
+# The text of the last whole second iso() printed: events come in bursts, and building the
+# datetime and strftime are most of its cost.
 _ISO_SECOND: list[Any] = [None, ""]
 
 
 def iso(wall_ns: int) -> str:
-    dt = datetime.fromtimestamp(wall_ns / 1e9, tz=timezone.utc)
-    second = wall_ns // 1_000_000_000
-    if second != _ISO_SECOND[0] or dt.second != second % 60:
-        text = dt.strftime("%Y-%m-%dT%H:%M:%S.")
-        if dt.second == second % 60:   # not rounded up into the next second
-            _ISO_SECOND[0], _ISO_SECOND[1] = second, text
-    else:
-        text = _ISO_SECOND[1]
-    return text + f"{dt.microsecond // 1000:03d}Z"
+    # datetime.fromtimestamp(wall_ns / 1e9) splits the float as CPython does (modf, then the
+    # fraction rounded half to even to microseconds, carrying into the second), done here so
+    # the datetime is built only when the second changes.
+    frac, whole = math.modf(wall_ns / 1e9)
+    us = round(frac * 1e6)
+    second = int(whole)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        second += 1
+    if second != _ISO_SECOND[0]:
+        _ISO_SECOND[0] = second
+        _ISO_SECOND[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    text: str = _ISO_SECOND[1]
+    return text + f"{us // 1000:03d}Z"
 
 
 def errno_text(name: Optional[str]) -> str:
