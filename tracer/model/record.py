@@ -271,18 +271,20 @@ _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 # Decoded names and addresses by their raw bytes: a stream repeats a few of each. Bounded: the
-# cache starts again past _SEEN_MAX entries (distinct endpoints under churn).
+# cache starts again past _SEEN_MAX entries (distinct endpoints under churn). An empty name is
+# never kept (it is falsy): it is decoded again, as cheaply.
 _SEEN: dict[tuple[int, bytes], str] = {}
 _SEEN_MAX = 65_536
 
 
 def _addr(family: int, raw: bytes) -> str:
-    key = (family, raw)
-    text = _SEEN.get(key)
-    if text is None:
-        if len(_SEEN) >= _SEEN_MAX:
-            _SEEN.clear()
-        text = _SEEN[key] = _addr_text(family, raw)
+    return _SEEN.get((family, raw)) or _learn((family, raw), _addr_text(family, raw))
+
+
+def _learn(key: tuple[int, bytes], text: str) -> str:
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[key] = text
     return text
 
 
@@ -296,13 +298,8 @@ def _addr_text(family: int, raw: bytes) -> str:
 
 
 def _text(raw: bytes) -> str:
-    key = (0, raw)
-    text = _SEEN.get(key)
-    if text is None:
-        if len(_SEEN) >= _SEEN_MAX:
-            _SEEN.clear()
-        text = _SEEN[key] = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
-    return text
+    # family 0: a name, never an address
+    return _SEEN.get((0, raw)) or _learn((0, raw), raw.split(b"\0", 1)[0].decode("utf-8", errors="replace"))
 
 
 def errno_name(raw: int) -> Optional[str]:

@@ -165,6 +165,18 @@ _RECORD_BODY = slice(len(_RECORD_OPEN), -len(_RECORD_CLOSE))
 _MAX_COUNT = 1 << 63
 
 
+def _as_written(line: bytes) -> Optional[bytes]:
+    """The record of a line exactly as the writer writes it, without the JSON parser; None for
+    any other line. Only a strict base64 body qualifies: it then holds nothing JSON would
+    change, so the JSON parser would give the same string."""
+    if not (line.startswith(_RECORD_OPEN) and line.endswith(_RECORD_CLOSE)):
+        return None
+    try:
+        return base64.b64decode(line[_RECORD_BODY], validate=True)
+    except ValueError:
+        return None
+
+
 class Reader:
     """A recording read as a stream, in constant memory: the header at once, then records one
     by one (iter_records), end lines merged as they come. Every malformed line is a
@@ -252,17 +264,11 @@ class Reader:
             line = self._line()
             if line is None:
                 return
-            # A record line as the writer writes it, decoded without the JSON parser: what is
-            # between the quotes is then all base64, so JSON would give the same string.
-            if line.startswith(_RECORD_OPEN) and line.endswith(_RECORD_CLOSE):
-                try:
-                    raw = base64.b64decode(line[_RECORD_BODY], validate=True)
-                except ValueError:
-                    pass
-                else:
-                    self.count += 1
-                    yield raw, self.context
-                    continue
+            raw = _as_written(line)
+            if raw is not None:
+                self.count += 1
+                yield raw, self.context
+                continue
             obj = self._parse(line)
             if obj is None:
                 if self.ignored_bytes:
