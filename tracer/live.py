@@ -330,10 +330,10 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
                     RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
 
     def emit(explained: list[Explanation]) -> None:
-        for e in explained:
-            if event_filter.match(e):
-                sink.event(e)
-                summary.add(e)
+        shown = [e for e in explained if event_filter.match(e)]
+        sink.events(shown)
+        for e in shown:
+            summary.add(e)
 
     storms: list[list[StormCount]] = []
     reader.on_storm = storms.append

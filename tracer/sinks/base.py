@@ -22,6 +22,9 @@ class Sink(Protocol):
     def event(self, e: Explanation) -> None:
         """One explained reset or abort, as soon as it is settled."""
 
+    def events(self, es: Sequence[Explanation]) -> None:
+        """Explained events settled together, in order: what event() would show of each."""
+
     def storm(self, buckets: Sequence[StormCount]) -> None:
         """Events the kernel counted instead of sending one by one (over its per-CPU rate)."""
 

@@ -106,6 +106,10 @@ class ConsoleSink:
             self._print(layout.full(e))
             self.console.print()
 
+    def events(self, es: Sequence[Explanation]) -> None:
+        for e in es:
+            self.event(e)
+
     def render(self, e: Explanation) -> Text:
         """The full block, unwrapped."""
         return layout.join(layout.full(e), None)

@@ -16,6 +16,11 @@ from tracer.sinks.base import TableUsage
 from tracer.model.safe import printable
 from tracer.sinks.stream import whole
 
+# ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert. An
+# event's JSON is a tree of fresh dicts and lists (Explanation.to_json), never a cycle, so the
+# encoder skips the cycle check that costs json.dumps a third of its time per event.
+_ENCODE = json.JSONEncoder(ensure_ascii=True, check_circular=False).encode
+
 
 class JsonSink:
     """One JSON object per explained event on stdout; nothing else goes to stdout."""
@@ -25,9 +30,15 @@ class JsonSink:
         self.err = whole(err or sys.stderr)
 
     def event(self, e: Explanation) -> None:
-        # ensure_ascii escapes every control and non-ASCII character: untrusted names stay inert.
-        self.out.write(json.dumps(e.to_json(), ensure_ascii=True) + "\n")
+        self.out.write(_ENCODE(e.to_json()) + "\n")
         self.out.flush()
+
+    def events(self, es: Sequence[Explanation]) -> None:
+        # One write for the events released together (replay): a write per event was a tenth
+        # of replay's time.
+        if es:
+            self.out.write("".join([_ENCODE(e.to_json()) + "\n" for e in es]))
+            self.out.flush()
 
     def flush_storm(self) -> None:
         pass
