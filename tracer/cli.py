@@ -316,7 +316,7 @@ def replay(path, as_json, compact, color, **filters) -> None:
     from tracer.sinks import recording
     from tracer.sinks.console import ConsoleSink
     from tracer.sinks.jsonl import JsonSink
-    from tracer.live import replay as do_replay
+    from tracer.replay import replay as do_replay
 
     flt = _event_filter(filters, known_netns=recording.netns_history(recording.tail_end(path)).inodes_by_name(), live=False)
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)

@@ -1,13 +1,12 @@
-"""The live session and the offline replay: records -> incidents -> explanations -> a sink.
+"""The live session: records -> incidents -> explanations -> a sink.
 
-Both go through the same Correlator and explain(), so a replay of a recording gives the
-explanations the live run printed.
+It goes through the same Pipeline as replay (tracer/replay.py), so a replay of a recording
+gives the explanations the live run printed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import signal
 import time
@@ -19,8 +18,8 @@ from tracer.explain import insights
 from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.kernel import host as kernel_host
 from tracer.kernel.attribution import Attributor
-from tracer.kernel.cgroups import CgroupResolver, RecordedCgroups
-from tracer.kernel.uids import RecordedUids, UidResolver
+from tracer.kernel.cgroups import CgroupResolver
+from tracer.kernel.uids import UidResolver
 from tracer.kernel import localaddrs
 from tracer.kernel import netns as netns_mod
 from tracer.kernel import privileges, procfs
@@ -28,14 +27,14 @@ from tracer.kernel import snmp
 from tracer.sinks import outfile, recording
 from tracer.kernel.capture import BATCH_MAX, Capture
 from tracer.model.counters import Counters
-from tracer.model.errors import RecordingInvalid, RecordingStopped, RecordsLost
+from tracer.model.errors import RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
-from tracer.explain.procinfo import ProcessFacts, RecordedFacts
+from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.pipeline import Pipeline
 from tracer.explain.rules import Explanation
-from tracer.explain.storm import StormCount
 from tracer.model.options import Options
 from tracer.model.record import Record
+from tracer.replay import show_storm
 from tracer.explain.summary import Summary
 from tracer.sinks.base import Sink
 
@@ -290,83 +289,6 @@ def _storm(capture: Capture, sink: Sink, summary: Summary, event_filter: EventFi
         # All of them, as the records are: replay applies its own filters.
         writer.storm([b.to_record() for b in drained])
     show_storm(drained, sink, summary, event_filter, attributor)
-
-
-def show_storm(drained: list[StormCount], sink: Sink, summary: Summary, event_filter: EventFilter,
-               attributor: Attributor) -> None:
-    buckets = [b for b in drained
-               if event_filter.match_storm(b, attributor.annotate(b.explained()) if event_filter.judges_storm_explained else None)]
-    if buckets:
-        sink.storm(buckets)
-        summary.add_storm(buckets)
-
-
-# Replay feeds records in chunks and releases what is settled by the newest record's time, as
-# the live run did by the clock: memory stays that of a live run's window, not of the file.
-REPLAY_CHUNK = 4096
-
-
-def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER) -> Summary:
-    """Explain a recording as a stream: constant memory in the file's size."""
-    reader, fh = recording.open_reader(path)
-    with fh:
-        try:
-            return _replay(reader, recording.tail_end(path), sink, event_filter)
-        except BrokenPipeError:
-            raise                     # our reader went away (`| head -1`): not the recording's fault
-        except OSError as exc:
-            raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
-
-
-def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
-            event_filter: EventFilter) -> Summary:
-    summary = Summary()
-    # Holders come from the recording's OWNER records; --pid decides on them as it did live, but
-    # on the explanations: a recording holds the other processes' records too, and the peer's
-    # record is what tells a peer's reset from a middlebox's.
-    owners = OwnerResolver(scope=event_filter.scope if event_filter.pids else None, drop=False)
-    attribution = recorded_attribution(end)
-    pipe = Pipeline(recording.peer_check(end), owners, attribution,
-                    RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
-
-    def emit(explained: list[Explanation]) -> None:
-        shown = [e for e in explained if event_filter.match(e)]
-        sink.events(shown)
-        for e in shown:
-            summary.add(e)
-
-    storms: list[list[StormCount]] = []
-    reader.on_storm = storms.append
-    records = reader.iter_records()
-    while True:
-        chunk = list(itertools.islice(records, REPLAY_CHUNK))
-        if chunk:
-            pipe.feed(chunk)
-            emit(pipe.release(max(r.ts_ns for r in chunk)))
-        for drained in storms:
-            show_storm(drained, sink, summary, event_filter, attribution)
-        storms.clear()
-        if not chunk:
-            break
-    emit(pipe.release(None))
-    counters = Counters.replayed(reader.count, recording.end_of(reader.end).get("counters", {}))
-    if reader.bad:
-        sink.notice(f"{reader.bad} records in {reader.name} could not be decoded and were skipped")
-    if reader.ignored_bytes:
-        sink.notice(f"{reader.name} ends in a partial line (the run was cut short: a crash, kill -9 or a full "
-                    f"disk); its last {reader.ignored_bytes} bytes were ignored")
-    summary.evicted = pipe.evictions()
-    sink.summary(summary, counters, 0.0)
-    return summary
-
-
-def recorded_attribution(rec: recording.EndSource) -> Attributor:
-    """Replay's cgroups and namespace names: the tables the live run wrote at its end (a
-    recording made before cgroups were recorded gives events without cgroup fields)."""
-    end = recording.end_of(rec)
-    cgroups, uids = recording.pid_histories(end)
-    return Attributor(None if cgroups is None else RecordedCgroups(cgroups), recording.netns_history(end),
-                      None if uids is None else RecordedUids(uids))
 
 
 def _opts_json(o: Options) -> dict[str, Any]:

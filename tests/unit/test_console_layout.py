@@ -15,7 +15,7 @@ from tests.conftest import REPO
 from tests.unit.helpers import RECORDINGS, name_of
 from tracer.explain.pipeline import explain_stream
 from tracer.explain.summary import Summary
-from tracer.live import replay
+from tracer.replay import replay
 from tracer.model.counters import Counters
 from tracer.sinks import recording
 from tracer.sinks.console import ConsoleSink

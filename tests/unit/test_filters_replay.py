@@ -15,7 +15,7 @@ from tests.unit.helpers import DATA, RECORDINGS, name_of
 from tracer.cli import main
 from tracer.cliparams import IntList, UidList, VerdictList, cgroup_paths
 from tracer.explain.filters import EventFilter
-from tracer.live import replay
+from tracer.replay import replay
 from tracer.model.errors import InvalidOption
 from tracer.sinks.jsonl import JsonSink
 

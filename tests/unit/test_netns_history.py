@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.unit.helpers import DATA
-from tracer.live import replay
+from tracer.replay import replay
 from tracer.model.errors import RecordingInvalid
 from tracer.model.netnames import MAX_NAMES_PER_INODE, NameHistory
 from tracer.sinks import recording

@@ -13,14 +13,17 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from tracer.model.frozen import evolve
 from tracer.explain import crosshost
+from tracer.explain.case import Case, from_incident
 from tracer.explain.correlate import Correlator, Incident
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.pairing import HostStream, Pairing, seq_json
-from tracer.explain.rules import Explanation, explain
+from tracer.explain.rules import Explanation, explain, explain_case
 from tracer.model.counters import Counters
 from tracer.model.record import Record
 
 PeerCheck = Callable[[str], Optional[bool]]
+# A settled incident as an Explainer needs it: its case and its record's sequence numbers.
+Settled = tuple[Case, Optional[dict[str, object]]]
 
 
 class FactsSource(Protocol):
@@ -69,7 +72,14 @@ class Pipeline:
         """Like release(), with the incident each explanation is about (for merges)."""
         runtime_of = self._facts.runtime if self._facts is not None else None
         fields = self._annotator.fields if self._annotator is not None else None
-        return [(inc, _finished(inc, explain(inc, runtime_of), fields)) for inc in self._corr.release(now_ns)]
+        return [(inc, _finished(explain(inc, runtime_of), seq_json(inc.primary), fields))
+                for inc in self._corr.release(now_ns)]
+
+    def release_settled(self, now_ns: Optional[int]) -> list[Settled]:
+        """The part of release() that needs the stream: what is settled by ``now_ns``, as cases
+        for an Explainer (replay explains them in a second process: tracer/replay.py)."""
+        runtime_of = self._facts.runtime if self._facts is not None else None
+        return [(from_incident(inc, runtime_of), seq_json(inc.primary)) for inc in self._corr.release(now_ns)]
 
     def evictions(self) -> dict[str, int]:
         """Entries the bounded user-space tables dropped, per table (summary, self metrics)."""
@@ -88,11 +98,22 @@ class Pipeline:
         return kernel.without(self._corr.owners.dropped)
 
 
-def _finished(inc: Incident, e: Explanation,
+class Explainer:
+    """The rest of release(): settled cases in, explanations out. It keeps no state of the
+    stream, so it may run in another process than the Pipeline that settled the cases."""
+
+    def __init__(self, annotator: Optional[Annotator] = None) -> None:
+        self._fields = annotator.fields if annotator is not None else None
+
+    def explain(self, settled: Sequence[Settled]) -> list[Explanation]:
+        fields = self._fields
+        return [_finished(explain_case(c), seq, fields) for c, seq in settled]
+
+
+def _finished(e: Explanation, seq: Optional[dict[str, object]],
               fields: Optional[Callable[[Explanation], dict[str, Any]]]) -> Explanation:
     """The explanation with its sequence numbers and its annotator's fields, in one copy."""
     changes = fields(e) if fields is not None else {}
-    seq = seq_json(inc.primary)
     if seq is not None:
         changes["seq"] = seq
     return evolve(e, **changes) if changes else e
