@@ -311,17 +311,20 @@ def _existing(record_path: Optional[str], force: bool, append: bool):
 @click.option("--compact", is_flag=True, help=COMPACT_HELP)
 @filter_options(live=False)
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
-def replay(path, as_json, compact, color, **filters) -> None:
+@click.option("--processes", type=click.IntRange(1, 2), default=None,
+              help="1: read and explain in one process; 2: explain in a second process, on a second CPU "
+                   "(the same output, sooner). Default: 2 for a recording of 4 MB or more when two CPUs are free.")
+def replay(path, as_json, compact, color, processes, **filters) -> None:
     """Explain a recording made with --record (no root needed)."""
     from tracer.sinks import recording
     from tracer.sinks.console import ConsoleSink
     from tracer.sinks.jsonl import JsonSink
-    from tracer.replay import replay as do_replay
+    from tracer.replay import default_processes, replay as do_replay
 
     flt = _event_filter(filters, known_netns=recording.netns_history(recording.tail_end(path)).inodes_by_name(), live=False)
     sink = JsonSink() if as_json else ConsoleSink(color=color, compact=compact)
     with _output_may_close():
-        do_replay(path, sink, event_filter=flt)
+        do_replay(path, sink, event_filter=flt, processes=processes or default_processes(path))
 
 
 @cli.command(epilog=MERGE_EXAMPLES)

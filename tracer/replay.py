@@ -2,17 +2,21 @@
 
 Records go through the same Pipeline as a live run's, in chunks, released by the newest
 record's time as the live run released them by the clock: memory stays that of a live run's
-window, not of the file. The work has two halves. The reader reads, decodes and correlates,
-and settles cases; the explainer explains them, filters, prints and counts. The reader hands
-the explainer what is settled, storms and the end, in stream order.
+window, not of the file. The work has two halves. The reader (this process) reads, decodes and
+correlates, and settles cases; the explainer explains them, filters, prints and counts. Either
+both run here (processes=1), or the explainer runs in a forked child (processes=2,
+tracer/forked.py) and the halves overlap on two CPUs; the output is the same byte for byte.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from tracer import forked
 from tracer.explain.filters import NO_FILTER, EventFilter
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.pipeline import Explainer, Pipeline, Settled
@@ -28,14 +32,32 @@ from tracer.sinks import recording
 from tracer.sinks.base import Sink
 
 REPLAY_CHUNK = 4096
+# Below this size a recording is replayed in one process: a fork costs more than it saves.
+SPLIT_MIN_BYTES = 4 << 20
 
 
-def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER) -> Summary:
-    """Explain a recording as a stream: constant memory in the file's size."""
+def default_processes(path: str) -> int:
+    """2 when the recording is big enough to gain from a second process, this process may run
+    on two CPUs and its output goes to file descriptors (which the child shares), else 1."""
+    if not forked.shares(sys.stdout, sys.stderr):
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+        size = os.stat(path).st_size
+    except OSError:
+        return 1
+    return 2 if cpus >= 2 and size >= SPLIT_MIN_BYTES else 1
+
+
+def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER, processes: int = 1) -> Summary:
+    """Explain a recording as a stream: constant memory in the file's size. processes=2 needs a
+    sink that writes to file descriptors (the CLI's), since the child process does the writing."""
+    if processes not in (1, 2):
+        raise ValueError(f"processes must be 1 or 2, not {processes}")
     reader, fh = recording.open_reader(path)
     with fh:
         try:
-            return _replay(reader, recording.tail_end(path), sink, event_filter)
+            return _replay(reader, recording.tail_end(path), sink, event_filter, processes)
         except BrokenPipeError:
             raise                     # our reader went away (`| head -1`): not the recording's fault
         except OSError as exc:
@@ -63,6 +85,17 @@ class Explaining:
         self.explainer = Explainer(attribution)
         self.summary = Summary()
 
+    def handle(self, kind: str, payload: Any) -> Optional[Summary]:
+        if kind == "settled":
+            self.settled(payload)
+        elif kind == "storm":
+            self.storm(payload)
+        elif kind == forked.END:
+            return self.end(payload)
+        else:
+            raise ValueError(f"unknown message {kind!r}")
+        return None
+
     def settled(self, settled: Sequence[Settled]) -> None:
         shown = [e for e in self.explainer.explain(settled) if self.event_filter.match(e)]
         self.sink.events(shown)
@@ -83,8 +116,24 @@ class Explaining:
         return self.summary
 
 
+class _InProcess:
+    """The explainer's half called directly (processes=1)."""
+
+    def __init__(self, explaining: Explaining) -> None:
+        self._explaining = explaining
+
+    def send(self, kind: str, payload: Any) -> None:
+        self._explaining.handle(kind, payload)
+
+    def finish(self, payload: Ending) -> Summary:
+        return self._explaining.end(payload)
+
+    def abandon(self, interrupt: bool = False) -> None:
+        pass
+
+
 def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
-            event_filter: EventFilter) -> Summary:
+            event_filter: EventFilter, processes: int = 1) -> Summary:
     # Holders come from the recording's OWNER records; --pid decides on them as it did live, but
     # on the explanations: a recording holds the other processes' records too, and the peer's
     # record is what tells a peer's reset from a middlebox's.
@@ -92,24 +141,30 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     attribution = recorded_attribution(end)
     pipe = Pipeline(recording.peer_check(end), owners, attribution,
                     RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
-    out = Explaining(sink, event_filter, attribution)
-    storms: list[list[StormCount]] = []
-    reader.on_storm = storms.append
-    records = reader.iter_records()
-    while True:
-        chunk = list(itertools.islice(records, REPLAY_CHUNK))
-        if chunk:
-            pipe.feed(chunk)
-            out.settled(pipe.release_settled(max(r.ts_ns for r in chunk)))
-        for drained in storms:
-            out.storm(drained)
-        storms.clear()
-        if not chunk:
-            break
-    out.settled(pipe.release_settled(None))
-    ending = Ending(Counters.replayed(reader.count, recording.end_of(reader.end).get("counters", {})),
-                    reader.name, reader.bad, reader.ignored_bytes, pipe.evictions())
-    return out.end(ending)
+    explaining = Explaining(sink, event_filter, attribution)
+    out: Any = forked.start(explaining.handle) if processes == 2 else _InProcess(explaining)
+    try:
+        storms: list[list[StormCount]] = []
+        reader.on_storm = storms.append
+        records = reader.iter_records()
+        while True:
+            chunk = list(itertools.islice(records, REPLAY_CHUNK))
+            if chunk:
+                pipe.feed(chunk)
+                out.send("settled", pipe.release_settled(max(r.ts_ns for r in chunk)))
+            for drained in storms:
+                out.send("storm", drained)
+            storms.clear()
+            if not chunk:
+                break
+        out.send("settled", pipe.release_settled(None))
+        ending = Ending(Counters.replayed(reader.count, recording.end_of(reader.end).get("counters", {})),
+                        reader.name, reader.bad, reader.ignored_bytes, pipe.evictions())
+    except BaseException as exc:
+        out.abandon(interrupt=isinstance(exc, KeyboardInterrupt))
+        raise
+    summary: Summary = out.finish(ending)
+    return summary
 
 
 def show_storm(drained: list[StormCount], sink: Sink, summary: Summary, event_filter: EventFilter,

@@ -89,3 +89,18 @@ def test_fast_init_refuses_what_it_cannot_fill():
     for cls in (Post, Mutable):
         with pytest.raises(TypeError):
             fast_init(cls)
+
+
+def test_fast_init_instances_pickle_as_their_fields_whatever_their_history():
+    import pickle
+
+    from tracer.explain.case import Case
+    from tracer.model.record import RecordType
+
+    evolved = evolve(BASE, comm="other", pid=7)      # changed fields keep their place
+    case = Case(event=RecordType.RESET_RECEIVED, peer=evolved, flags=frozenset({"connected"}), idle_s=1.5)
+    for obj in (BASE, evolved, case):
+        back = pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        assert back == obj and type(back) is type(obj)
+        assert dataclasses.asdict(back) == dataclasses.asdict(obj)
+    assert len(pickle.dumps(BASE)) < len(pickle.dumps(dataclasses.asdict(BASE)))   # values only, no names

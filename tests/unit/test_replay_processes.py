@@ -1,0 +1,181 @@
+"""Replay in two processes (--processes 2: this one reads and correlates, a forked child
+explains and prints) prints what one process prints, byte for byte, and fails as one process
+fails: a closed stdout, a bad line, Ctrl-C, a killed child or a killed parent, with no process
+left behind and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.unit.helpers import RECORDINGS
+from tracer import forked
+from tracer.explain.storm import join
+from tests.unit.test_storm_join import REFUSED
+
+pytestmark = pytest.mark.unit
+CLI = [sys.executable, "-m", "tracer.cli", "replay"]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> str:
+    """About 30,000 records (many replay chunks) with storm lines among them."""
+    d = tmp_path_factory.mktemp("big")
+    plain = str(d / "plain.jsonl")
+    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "big_recording.py"), "--count", "30000", plain],
+                   check=True, capture_output=True, timeout=120)
+    lines = open(plain, encoding="utf-8").read().splitlines(keepends=True)
+    storm = json.dumps({"storm": [b.to_record() for b in join(REFUSED)]}) + "\n"
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        if i and i % 7000 == 0 and line.startswith('{"r"'):
+            out.append(storm)
+    path = str(d / "big.jsonl")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(out)
+    return path
+
+
+def test_two_processes_print_what_one_prints_byte_for_byte(big):
+    one, two = run("--json", "--processes", "1", big), run("--json", "--processes", "2", big)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout
+    assert two.stderr == one.stderr
+    assert len(one.stdout.splitlines()) > 10_000          # many chunks, not one
+    assert one.stderr.count(b'"insight": "reset_storm"') == 4   # the storm lines, in their place
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: os.path.basename(p))
+def test_each_recorded_scene_is_the_same_in_two_processes(path):
+    one, two = run("--json", "--processes", "1", path), run("--json", "--processes", "2", path)
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+
+
+@pytest.mark.parametrize("mode", [["--no-color"], ["--compact", "--no-color"]], ids=["full", "compact"])
+def test_the_console_is_the_same_in_two_processes(mode):
+    path = RECORDINGS[0]
+    one, two = run(*mode, "--processes", "1", path), run(*mode, "--processes", "2", path)
+    assert one.returncode == two.returncode == 0
+    assert one.stdout.strip()
+    assert (two.stdout, two.stderr) == (one.stdout, one.stderr)
+
+
+def test_a_bad_line_midway_stops_both_alike_after_the_same_events(big, tmp_path):
+    lines = open(big, encoding="utf-8").read().splitlines(keepends=True)
+    lines[len(lines) // 2] = '{"r": "not base64 at all!"}\n'
+    bad = str(tmp_path / "bad.jsonl")
+    open(bad, "w", encoding="utf-8").writelines(lines)
+    one, two = run("--json", "--processes", "1", bad), run("--json", "--processes", "2", bad)
+    assert one.returncode == 10, one.stderr
+    assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+    assert one.stdout and b"Traceback" not in two.stderr
+
+
+def test_the_reader_going_away_ends_both_processes_quietly(big):
+    p = subprocess.run(["bash", "-c", '"$@" | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}" >&2', "sh",
+                        *CLI, "--json", "--processes", "2", big], cwd=REPO, capture_output=True, text=True, timeout=60)
+    *said, rc = p.stderr.strip().splitlines()
+    assert rc == "0", p.stderr
+    assert not any("error" in line or "Traceback" in line for line in said), p.stderr
+
+
+def start(big: str) -> tuple[subprocess.Popen, int]:
+    """A two-process replay under way, and its child's pid."""
+    p = subprocess.Popen([*CLI, "--json", "--processes", "2", big], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.readline()           # the child prints: both processes run
+    with open(f"/proc/{p.pid}/task/{p.pid}/children") as fh:
+        children = [int(c) for c in fh.read().split()]
+    assert len(children) == 1
+    return p, children[0]
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def finish(p: subprocess.Popen) -> tuple[int, str]:
+    _, err = p.communicate(timeout=60)
+    return p.returncode, err.decode()
+
+
+def test_ctrl_c_stops_both_processes_with_130(big):
+    p, child = start(big)
+    p.send_signal(signal.SIGINT)
+    rc, err = finish(p)
+    assert rc == 130 and "Traceback" not in err, err
+    assert gone(child)
+
+
+def test_a_killed_child_is_an_error_that_says_so(big):
+    p, child = start(big)
+    os.kill(child, signal.SIGKILL)
+    rc, err = finish(p)
+    assert rc == 1, err
+    assert f"replay's explaining process (pid {child})" in err and "--processes 1" in err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_killed_parent_leaves_no_child(big):
+    p, child = start(big)
+    p.kill()
+    p.wait(timeout=10)
+    assert gone(child)
+    p.stdout.close()
+    p.stderr.close()
+
+
+def test_in_a_test_capture_replay_stays_in_one_process(capsys):
+    """A captured sys.stdout has no file descriptor: a child's output would be lost."""
+    import io
+    assert not forked.shares(io.StringIO())
+    from tracer.replay import default_processes
+    assert default_processes(RECORDINGS[0]) == 1
+
+
+def test_the_child_answers_in_order_and_its_errors_come_back():
+    seen = []
+
+    def handler(kind, payload):
+        seen.append(payload)
+        if kind == forked.END:
+            return sum(seen[:-1]) * payload
+        return None
+
+    f = forked.start(handler)
+    for i in range(1000):
+        f.send("n", i)
+    assert f.finish(2) == 2 * sum(range(1000))
+    assert seen == []           # the handler ran in the child, not here
+
+    def failing(kind, payload):
+        raise ValueError(f"bad {kind} {payload}")
+
+    f = forked.start(failing)
+    with pytest.raises(ValueError, match="bad n 1"):
+        f.send("n", 1)
+        for _ in range(100_000):      # the child's failure surfaces at the next send or the end
+            f.send("n", 2)
+        f.finish(0)

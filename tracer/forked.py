@@ -1,0 +1,206 @@
+"""The second half of a stream's work in a forked child process.
+
+Replay (tracer/replay.py) reads, decodes and correlates a recording in this process and hands
+what is settled to a child that explains and prints it, so the two halves run on two CPUs.
+Messages go down a pipe, pickled, in order; the child handles each as it arrives and, at the
+end, sends back its result or the exception it raised, which finish() raises here, so the CLI's
+one error boundary handles both processes' errors alike (a closed stdout, a bug).
+
+The child is the only one of the two that writes output, so what it prints is what one process
+would print, in the same order. It leaves with os._exit: the parent's exit handlers and buffers
+are the parent's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import signal
+import sys
+import traceback
+from typing import IO, Any, BinaryIO, Callable, Optional
+
+from tracer.model.errors import TteError
+
+END = "end"
+_PR_SET_PDEATHSIG = 1
+_PIPE_BUFFER = 1 << 20
+
+
+class ChildLost(TteError):
+    """The child ended without a result (it was killed): what it printed is all there is."""
+
+    remedy = "run it again; --processes 1 does the whole replay in one process"
+
+
+def shares(*streams: IO[str]) -> bool:
+    """The streams write to file descriptors, which a child's writes reach (a test's captured
+    sys.stdout does not have one: what a child wrote to it would be lost)."""
+    for s in streams:
+        try:
+            s.fileno()
+        except (OSError, ValueError, AttributeError):
+            return False
+    return True
+
+
+Handler = Callable[[str, Any], Any]
+
+
+class Forked:
+    """The parent's end: send(), then finish() (the child's result) or abandon()."""
+
+    def __init__(self, pid: int, down: BinaryIO, up: int) -> None:
+        self.pid = pid
+        self._down: Optional[BinaryIO] = down
+        self._up = up
+        self._over = False
+
+    def send(self, kind: str, payload: Any) -> None:
+        """One message for the child's handler. If the child is gone (it failed: a closed
+        stdout, a bug), its own error is raised here."""
+        assert self._down is not None
+        try:
+            pickle.dump((kind, payload), self._down, protocol=pickle.HIGHEST_PROTOCOL)
+            # Whole messages only: a message's tail left in the buffer would keep the child
+            # waiting until the next one is ready, and the two processes would take turns.
+            self._down.flush()
+        except BrokenPipeError:
+            self._close_down()
+            self._outcome()
+            raise ChildLost(f"replay's explaining process (pid {self.pid}) ended early") from None
+
+    def finish(self, payload: Any) -> Any:
+        """The last message; waits for the child and returns what its handler returned for it."""
+        self.send(END, payload)
+        self._close_down()
+        return self._outcome()
+
+    def abandon(self, interrupt: bool = False) -> None:
+        """This process failed: the child prints what it was sent and ends; `interrupt` (Ctrl-C
+        here) stops it at once, as Ctrl-C would have stopped one process."""
+        if self._over:
+            return
+        if interrupt:
+            self._interrupt()
+        self._close_down()
+        try:
+            self._outcome()
+        except BaseException:   # noqa: BLE001 - this process's own error is the one to report
+            pass
+
+    def _interrupt(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def _close_down(self) -> None:
+        down, self._down = self._down, None
+        if down is not None:
+            try:
+                down.close()
+            except BrokenPipeError:
+                pass
+
+    def _outcome(self) -> Any:
+        """The child's result, once it has ended (its error raised here)."""
+        self._over = True
+        chunks = []
+        try:
+            while True:
+                b = os.read(self._up, 1 << 16)
+                if not b:
+                    break
+                chunks.append(b)
+        except BaseException:
+            self._interrupt()     # Ctrl-C while waiting: the child stops too
+            raise
+        finally:
+            os.close(self._up)
+            os.waitpid(self.pid, 0)
+        if not chunks:
+            raise ChildLost(f"replay's explaining process (pid {self.pid}) ended without an answer (was it killed?)")
+        status, value = pickle.loads(b"".join(chunks))
+        if status == "error":
+            raise value
+        return value
+
+
+def start(handler: Handler) -> Forked:
+    """Fork a child that calls handler(kind, payload) for each message sent, in order; the
+    value it returns for the END message is finish()'s."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    down_r, down_w = os.pipe()
+    try:
+        # Room for a whole message in the pipe (a chunk's settled cases pickle to about 1 MB), so
+        # this process goes on with the next chunk while the child works on the last one.
+        fcntl.fcntl(down_w, fcntl.F_SETPIPE_SZ, _PIPE_BUFFER)
+    except OSError:
+        pass    # capped by fs.pipe-max-size: a smaller pipe only overlaps the two less
+    up_r, up_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover - the child; its work is checked through the parent
+        try:
+            os.close(down_w)
+            os.close(up_r)
+            _orphan_dies(parent)
+            _child(down_r, up_w, handler)
+        finally:
+            os._exit(70)      # never back into the parent's code, whatever happened
+    os.close(down_r)
+    os.close(up_w)
+    return Forked(pid, os.fdopen(down_w, "wb", buffering=_PIPE_BUFFER), up_r)
+
+
+def _orphan_dies(parent: int) -> None:  # pragma: no cover - runs in the child
+    """SIGTERM to this child when the parent dies (kill -9 of replay leaves no process behind)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass    # the child still ends on its own: the parent's end of the pipe closes
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _child(down: int, up: int, handler: Handler) -> None:  # pragma: no cover - runs in the child
+    outcome: tuple[str, Any]
+    try:
+        outcome = ("ok", _serve(down, handler))
+    except BaseException as exc:  # noqa: BLE001 - every error goes to the parent's boundary
+        if os.environ.get("TTE_DEBUG"):
+            traceback.print_exc()
+        outcome = ("error", exc)
+    # The work is over: a late Ctrl-C (the parent passes it on) must not cut the answer short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001 - a closed stdout: the parent hears of it below
+        pass
+    try:
+        data = pickle.dumps(outcome)
+    except Exception:  # noqa: BLE001 - an error that does not pickle is still an error
+        data = pickle.dumps(("error", RuntimeError(f"explaining process: {outcome[1]!r}")))
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(up, view):]
+    finally:
+        os._exit(0)
+
+
+def _serve(down: int, handler: Handler) -> Any:  # pragma: no cover - runs in the child
+    with os.fdopen(down, "rb", buffering=_PIPE_BUFFER) as fh:
+        while True:
+            try:
+                kind, payload = pickle.load(fh)
+            except EOFError:
+                return None   # the parent failed: it reports its own error
+            result = handler(kind, payload)
+            if kind == END:
+                return result
