@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.helpers import record
-from tracer.explain.correlate import SETTLE_NS, Correlator
+from tracer.explain.correlate import PEER_HOLD_NS, SETTLE_NS, Correlator
 from tracer.model.record import RecordType
 
 pytestmark = pytest.mark.unit
@@ -37,3 +37,65 @@ def test_state_records_are_not_incidents():
     c = Correlator()
     c.feed([record(type=RecordType.STATE)])
     assert c.release(None) == [] and c.dropped_states == 1
+
+
+# Both ends on this host (the lab's namespaces): the client's received reset and the server's
+# sent reset, traced microseconds apart, may reach the reader in two drains (a full batch, a
+# preempted sender). The received one must not be explained before the sender's record had a
+# chance to arrive: without it, a reset this host's own peer sent reads as a middlebox's.
+CLIENT = dict(laddr="10.0.0.2", lport=40000, raddr="10.0.0.1", rport=8080, skaddr=0x2000, netns=2)
+
+
+def local(addr: str):
+    return addr in ("10.0.0.1", "10.0.0.2")
+
+
+def test_a_received_reset_from_a_local_peer_waits_for_the_senders_record():
+    c = Correlator(peer_is_local=local)
+    t = 10_000_000_000
+    received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)
+    c.feed([received])
+    assert c.release(t + 3 * SETTLE_NS) == []          # settled, but its sender may still come
+    sent = record(ts_ns=t + 20_000, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")
+    c.feed([sent])
+    out = c.release(t + 5 * SETTLE_NS)
+    mine = next(i for i in out if i.primary.type is RecordType.RESET_RECEIVED)
+    assert len(out) == 2 and mine.peer is sent and mine.peer_local
+
+
+def test_without_a_senders_record_it_is_released_after_the_hold():
+    c = Correlator(peer_is_local=local)
+    t = 10_000_000_000
+    c.feed([record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    assert c.release(t + PEER_HOLD_NS - 1) == []
+    out = c.release(t + PEER_HOLD_NS + 1)
+    assert len(out) == 1 and out[0].peer is None and out[0].peer_local   # a middlebox's, then
+
+
+def test_a_received_reset_from_a_remote_peer_does_not_wait():
+    c = Correlator(peer_is_local=lambda addr: False)
+    t = 10_000_000_000
+    c.feed([record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    assert len(c.release(t + SETTLE_NS + 1)) == 1
+
+
+def test_a_sender_already_released_links_at_once():
+    c = Correlator(peer_is_local=local)
+    t = 10_000_000_000
+    sent = record(ts_ns=t, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")
+    c.feed([sent])
+    assert len(c.release(t + SETTLE_NS + 1)) == 1
+    c.feed([record(ts_ns=t + 2 * SETTLE_NS, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    out = c.release(t + 3 * SETTLE_NS + 1)
+    assert len(out) == 1 and out[0].peer is sent
+
+
+def test_a_held_reset_keeps_its_errno_with_it():
+    c = Correlator(peer_is_local=local)
+    t = 10_000_000_000
+    received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)
+    err = record(ts_ns=t + 3_000, type=RecordType.ABORT, errno="ECONNRESET", errno_raw=104, **CLIENT)
+    c.feed([received, err])
+    assert c.release(t + 3 * SETTLE_NS) == []          # the errno is not an incident of its own
+    out = c.release(t + PEER_HOLD_NS + 1)
+    assert len(out) == 1 and out[0].error is err and out[0].primary is received

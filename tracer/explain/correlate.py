@@ -33,6 +33,11 @@ JOIN_WINDOW_NS = 5_000_000
 # the whole ring buffer at each poll, so 10 ms after its timestamp a record's partners are in.
 SETTLE_NS = 10_000_000
 PEER_WINDOW_NS = 1_000_000_000
+# A received reset whose sender is this host (both ends here) waits up to this long after its
+# timestamp for the sender's record, which the kernel traces microseconds later but the reader
+# may drain later (a full batch, a preempted sender): without it, a reset this host's own peer
+# sent would read as a middlebox's. Only such resets wait: a remote peer's never comes.
+PEER_HOLD_NS = 100_000_000
 PEER_INDEX_MAX = 4096
 # A release holds back a settled record whose socket has a newer, unsettled record within
 # JOIN_WINDOW_NS (they may belong together); past this many pending records it holds nothing.
@@ -134,10 +139,41 @@ class Correlator:
                     for o in unsettled.get((r.netns, r.skaddr), ()) if o is not r)
                     or bool(r.rport and _swapped(r) in held_ends)))
                 (keep if wait else ready).append(r)
+            if hold:
+                ready = self._hold_for_senders(ready, keep, now_ns)
             if not ready:
                 return []
             self._pending = keep
         return self._group(ready)
+
+    def _hold_for_senders(self, ready: list[Record], keep: list[Record], now_ns: int) -> list[Record]:
+        """`ready` less the received resets from a local peer whose sender's record is neither
+        released before nor ready now, within PEER_HOLD_NS of their time, and less the records
+        of their sockets within the join window (their errno): those go to `keep`."""
+        received = RecordType.RESET_RECEIVED
+        if not any(r.type is received for r in ready):
+            return ready
+        sent_now = {_plain(r) for r in ready if r.type is RecordType.RESET_SENT and r.rport}
+        held: dict[tuple[int, int], list[int]] = {}
+        for r in ready:
+            if (r.type is received and r.rport and now_ns - r.ts_ns < PEER_HOLD_NS
+                    and _swapped(r) not in sent_now and self._sender(r) is None and self._peer_is_local(r.raddr)):
+                held.setdefault((r.netns, r.skaddr), []).append(r.ts_ns)
+        if not held:
+            return ready
+        out = []
+        for r in ready:
+            near = held.get((r.netns, r.skaddr))
+            if near is not None and any(abs(r.ts_ns - t) <= JOIN_WINDOW_NS for t in near):
+                keep.append(r)
+            else:
+                out.append(r)
+        return out
+
+    def _sender(self, r: Record) -> Optional[Record]:
+        """The other end's sent reset already released, within PEER_WINDOW_NS of r."""
+        other = self._recent.get((RecordType.RESET_SENT, _swapped(r)))
+        return other if other is not None and abs(other.ts_ns - r.ts_ns) <= PEER_WINDOW_NS else None
 
     def _group(self, records: list[Record]) -> list[Incident]:
         used: set[int] = set()
