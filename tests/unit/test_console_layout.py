@@ -147,3 +147,31 @@ def test_status_line_on_the_terminal_when_stdout_is_one():
     assert term.getvalue() == ""             # nothing happened yet: no status line at all
     _status_lines(sink, [(0, 2), (0, 2)])
     assert err.getvalue() == "" and term.getvalue().count("[tracing since") == 1
+
+
+def test_a_burst_is_cut_by_the_events_seconds_not_the_clock():
+    """At most MAX_BLOCKS_PER_S blocks per second of the events' own time, the rest counted:
+    a replay shows what the live run showed, the same on every replay, however fast it runs."""
+    import time as clock
+
+    from tracer.model.frozen import evolve
+    from tracer.sinks.console import MAX_BLOCKS_PER_S
+
+    rec = recording.load(RECORDINGS[0])
+    one = explain_stream(recording.decoded(rec)[0], recording.peer_check(rec))[0]
+    burst = [evolve(one, ts=f"2026-12-03T10:00:00.{i:03d}Z") for i in range(25)]
+    after = [evolve(one, ts=f"2026-12-03T10:00:01.{i:03d}Z") for i in range(5)]
+    outputs = []
+    for pause in (0.0, 0.3):
+        out = io.StringIO()
+        sink = ConsoleSink(out=out, color=False, compact=True)
+        for e in burst + after:
+            sink.event(e)
+            clock.sleep(pause / len(burst))   # the clock moves differently on each run
+        sink.flush_storm()
+        outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1]
+    lines = outputs[0].splitlines()
+    shown = [line for line in lines if line.startswith("10:00:")]
+    assert len(shown) == MAX_BLOCKS_PER_S + 5
+    assert f"reset_storm: {25 - MAX_BLOCKS_PER_S} more events in the last second" in outputs[0]

@@ -2,14 +2,13 @@
 
 Every piece of untrusted text goes through tracer.model.safe.printable and into rich Text objects
 (never markup strings), so process names cannot change the terminal or the layout.
-Under a storm the console prints at most MAX_BLOCKS_PER_S explanations each second and
-summarizes the rest, counted, once per second; JSON mode prints every event.
+Under a storm the console prints at most MAX_BLOCKS_PER_S explanations per second of the events'
+time and summarizes the rest, counted, once per second; JSON mode prints every event.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from typing import Any, IO, Optional, Sequence
 
@@ -69,7 +68,7 @@ class ConsoleSink:
         # what the status line said last; at the start: nothing yet (so a quiet run prints none)
         self._last_status: tuple[Any, ...] = ((), 0, 0, 0)
         self._header_done = False
-        self._window = int(time.monotonic())
+        self._window = ""
         self._shown = 0
         self._held: Counter[Any] = Counter()
 
@@ -89,7 +88,10 @@ class ConsoleSink:
 
     # -- events ------------------------------------------------------------------------
     def event(self, e: Explanation) -> None:
-        now = int(time.monotonic())
+        # The second of the event's own time ("YYYY-MM-DDTHH:MM:SS"), not of the clock: a live
+        # run prints within a second of it, and a replay then shows the blocks that run showed,
+        # the same on every replay, however fast it goes.
+        now = e.ts[:19]
         if now != self._window:
             self.flush_storm()
             self._window = now
