@@ -179,7 +179,8 @@ def test_reasons_without_meaning_are_inferred():
 
 def test_every_template_field_is_one_the_rules_fill():
     fields = {"me", "there", "here", "raddr", "lport", "rport", "reason", "retrans", "unread", "errno", "idle",
-              "since_fin", "since_close", "since_destroy", "waited", "answered", "gap_fin", "killer", "peer", "peer_sentence"}
+              "since_fin", "since_close", "since_destroy", "waited", "answered", "gap_fin", "killer", "peer", "peer_sentence",
+              "linger_how"}
     for key, t in texts.TEXTS.items():
         for s in (t.why, *t.fix):
             used = {f for _, f, _, _ in string.Formatter().parse(s) if f}

@@ -195,3 +195,37 @@ def test_advice_under_a_second_uses_settings_that_can_express_it():
 def test_printed_bounds_round_outwards():
     assert bounds.fmt_s(1.99) == "1.9 s" and knowledge.up(2.01) == "2.1 s"
     assert knowledge.range_words(bounds.Range(2.0, 2.0)) == "2.0 s"
+
+
+def linger0(runtime=None) -> Case:
+    return Case(event=SENT, state="CLOSE", reason="TCP_STATE", kernel_reason="TCP_STATE", pid=100, comm="app",
+                flags=frozenset({"connected", "linger"}), laddr="10.0.0.1", lport=40000, raddr="10.0.0.2",
+                rport=8080, runtime=runtime)
+
+
+def stale(runtime=None) -> Case:
+    return Case(event=RECV, state="ESTABLISHED", pid=100, comm="app", flags=frozenset({"connected"}),
+                laddr="10.0.0.1", lport=40000, raddr="10.0.0.2", rport=8080, idle_s=400.0, trigger=True,
+                peer_local=False, runtime=runtime)
+
+
+@pytest.mark.parametrize("runtime,linger,keepalive", [
+    ("java", "Java: Socket.setSoLinger(true, 0)", "Java: ExtendedSocketOptions.TCP_KEEPIDLE"),
+    ("python", "Python: sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER", "Python: sock.setsockopt(socket.IPPROTO_TCP"),
+    ("go", "Go: TCPConn.SetLinger(0)", "Go: net.Dialer's KeepAliveConfig"),
+    ("node", "Node.js: socket.resetAndDestroy()", "Node.js: socket.setKeepAlive"),
+])
+def test_socket_settings_are_spelled_in_the_owners_runtime_only(runtime, linger, keepalive):
+    fix = " ".join(explain_case(linger0(runtime)).fix)
+    assert linger in fix and "for example" not in fix
+    assert not any(f"{other}:" in fix for other in ("Java", "Python", "Go", "Node.js") if not linger.startswith(other))
+    e = explain_case(stale(runtime))
+    assert e.verdict is Verdict.STALE_AFTER_IDLE
+    ka = next(f for f in e.fix if "TCP_KEEPIDLE" in f)
+    assert keepalive in ka and "for example" not in ka
+
+
+def test_an_unknown_runtime_gets_socket_settings_for_example_only():
+    for fix in (explain_case(linger0()).fix, explain_case(stale()).fix):
+        line = next(f for f in fix if "SO_LINGER" in f or "TCP_KEEPIDLE" in f)
+        assert "(for example Java: " in line and "Go: " in line, line

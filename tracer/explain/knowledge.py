@@ -110,15 +110,40 @@ def up(s: float) -> str:
     return f"{math.ceil(s * 1000)} ms"
 
 
-def keepalive_fix(rng: bounds.Range) -> str:
+# How the owner's runtime (tracer/explain/procinfo.py) spells a socket setting. A runtime that
+# is not known gets two spellings, "for example": its own may be any of them, or none.
+KEEPALIVE_HOW: dict[str, str] = {
+    "java": "Java: ExtendedSocketOptions.TCP_KEEPIDLE; Netty: EpollChannelOption.TCP_KEEPIDLE",
+    "python": "Python: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, N) after SO_KEEPALIVE",
+    "go": "Go: net.Dialer's KeepAliveConfig (Go 1.23 and later) or KeepAlive",
+    "node": "Node.js: socket.setKeepAlive(true, initialDelay)",
+    "libpq": "libpq: the keepalives_idle, keepalives_interval and keepalives_count connection parameters",
+    "hiredis": "hiredis: redisEnableKeepAliveWithInterval()",
+    "curl": "libcurl: CURLOPT_TCP_KEEPALIVE with CURLOPT_TCP_KEEPIDLE and CURLOPT_TCP_KEEPINTVL",
+}
+LINGER_HOW: dict[str, str] = {
+    "java": "Java: Socket.setSoLinger(true, 0); Netty: ChannelOption.SO_LINGER 0",
+    "python": "Python: sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
+    "go": "Go: TCPConn.SetLinger(0)",
+    "node": "Node.js: socket.resetAndDestroy()",
+}
+
+
+def spelled(table: dict[str, str], runtime: Optional[str]) -> str:
+    """The setting as the runtime spells it, or "for example" two runtimes' spellings."""
+    if runtime in table:
+        return table[runtime]
+    return "for example " + "; ".join(table[k] for k in ("java", "go"))
+
+
+def keepalive_fix(rng: bounds.Range, runtime: Optional[str] = None) -> str:
+    how = spelled(KEEPALIVE_HOW, runtime)
     if rng.lower <= 0:
         return ("or enable TCP keepalive probes more often than the middlebox's idle timeout: SO_KEEPALIVE with "
-                "TCP_KEEPIDLE below it (Java: ExtendedSocketOptions.TCP_KEEPIDLE; Netty: "
-                "EpollChannelOption.TCP_KEEPIDLE)")
+                f"TCP_KEEPIDLE below it ({how})")
     if rng.keepalive_s < 1:
         return ("TCP keepalive probes cannot be safely below a timeout that may be as short as "
                 f"{bounds.fmt_s(rng.lower)} (TCP_KEEPIDLE counts whole seconds): evict idle connections instead")
     n = math.floor(rng.keepalive_s)
     return (f"or enable TCP keepalive probes more often than every {bounds.fmt_s(rng.lower)}: SO_KEEPALIVE with "
-            f"TCP_KEEPIDLE={n} TCP_KEEPINTVL={max(1, n // 4)} TCP_KEEPCNT=3 "
-            f"(Java: ExtendedSocketOptions.TCP_KEEPIDLE; Netty: EpollChannelOption.TCP_KEEPIDLE)")
+            f"TCP_KEEPIDLE={n} TCP_KEEPINTVL={max(1, n // 4)} TCP_KEEPCNT=3 ({how})")

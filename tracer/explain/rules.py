@@ -164,6 +164,8 @@ class Words(dict[str, str]):
             return f"{c.cur_comm} pid {c.cur_pid}" if c.cur_pid else texts.ANOTHER_TASK
         if key == "peer":
             return peer_desc(c.peer) if c.peer is not None else ""
+        if key == "linger_how":
+            return knowledge.spelled(knowledge.LINGER_HOW, c.runtime)
         if key == "peer_sentence":
             return f" {peer_desc(c.peer)}." if c.peer is not None else ""
         raise KeyError(key)
@@ -318,7 +320,7 @@ def _stale_idle(c: Case, j: Judgement) -> None:
     # (nginx, Tomcat, ALB...) leave CLOSE_WAIT, which is another verdict.
     comp = knowledge.component_near(idle, "reset")
     _client_runtime_fix(c, j, rng, "the middlebox's idle timeout")
-    j.fix.append(knowledge.keepalive_fix(rng))
+    j.fix.append(knowledge.keepalive_fix(rng, c.runtime))
     j.evidence.append(texts.EV_MIDDLEBOX_RANGE.format(upper=knowledge.up(rng.upper)))
     if comp:
         j.evidence.append(texts.EV_NEAR_COMPONENT.format(idle=secs(idle), component=comp.component))

@@ -30,8 +30,7 @@ _CLOSE_CROSSED = ("{there} had just closed this connection when {me} sent on it 
 _LINGER0 = Text(
     "{me} closed its connection to {there} abortively (SO_LINGER on with a 0 s timeout): the kernel sends a "
     "reset instead of a FIN and drops unsent data.",
-    ("remove SO_LINGER {{on, 0}} (Java Socket.setSoLinger(true, 0), Netty ChannelOption.SO_LINGER 0, Go "
-     "SetLinger(0)) unless skipping TIME_WAIT on purpose; close normally",))
+    ("remove SO_LINGER {{on, 0}} ({linger_how}) unless skipping TIME_WAIT on purpose; close normally",))
 _STALE_LOCAL = Text(
     "{me} reused its connection to {there} after {idle} idle and got a reset: {there} is on this host and "
     "its kernel sent no reset: a middlebox on the path (NAT, load balancer, firewall) had forgotten the "
