@@ -9,7 +9,8 @@
 Exit codes: 0 done; 1 internal error; 2 usage; 3 not privileged; 4 BCC missing; 5 kernel
 headers missing; 6 tracefs not mounted; 7 kernel lacks a feature; 8 the BPF program failed to
 load; 9 no such process; 10 bad recording; 11 records lost (with --strict); 12 an output file
-cannot be created; 13 the recording stopped early (disk full).
+cannot be created; 13 the recording stopped early (disk full); 14 the output cannot be
+written (disk full).
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from tracer.kernel.attribution import Attributor
 from tracer.kernel.cgroups import RecordedCgroups
 from tracer.kernel.uids import RecordedUids
 from tracer.model.counters import Counters
-from tracer.model.errors import RecordingInvalid
 from tracer.sinks import recording
 from tracer.sinks.base import Sink
 
@@ -56,12 +55,9 @@ def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER, process
         raise ValueError(f"processes must be 1 or 2, not {processes}")
     reader, fh = recording.open_reader(path)
     with fh:
-        try:
-            return _replay(reader, recording.tail_end(path), sink, event_filter, processes)
-        except BrokenPipeError:
-            raise                     # our reader went away (`| head -1`): not the recording's fault
-        except OSError as exc:
-            raise RecordingInvalid(f"cannot read {path}: {exc.strerror}") from exc
+        # Errors say which side failed: the recording's reads (RecordingInvalid, from the
+        # reader) or the output's writes (OutputFailed, from the sinks' streams).
+        return _replay(reader, recording.tail_end(path), sink, event_filter, processes)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,15 @@ class RecordingStopped(TteError):
     exit_code = 13
 
 
+class OutputFailed(TteError):
+    """Standard output or error could not be written (disk full, I/O error): what was printed
+    before is whole; nothing more can be shown. (A reader that went away, as `| head` does, is
+    not this: it ends quietly.)"""
+
+    exit_code = 14
+    remedy = "write the output where there is room (free space on its file system, or redirect it elsewhere)"
+
+
 class BadWebConfig(TteError):
     """--web.config.file cannot be used (a usage error: nothing was started)."""
 

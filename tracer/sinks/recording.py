@@ -213,7 +213,10 @@ class Reader:
                 return obj
 
     def _line(self) -> Optional[bytes]:
-        line = self._fh.readline(MAX_LINE + 1)
+        try:
+            line = self._fh.readline(MAX_LINE + 1)
+        except OSError as exc:
+            raise RecordingInvalid(f"cannot read {self.name}: {exc.strerror or exc}") from exc
         if not line:
             return None
         self.line_no += 1

@@ -16,6 +16,8 @@ import os
 import sys
 from typing import IO
 
+from tracer.model.errors import OutputFailed
+
 
 class FdWriter(io.TextIOBase):
     def __init__(self, fd: int, encoding: str = "utf-8") -> None:
@@ -26,8 +28,14 @@ class FdWriter(io.TextIOBase):
     def write(self, s: str) -> int:
         data = s.encode(self._encoding, errors="replace")
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BrokenPipeError:
+            raise                       # the reader went away: the CLI ends quietly
+        except OSError as exc:
+            what = {1: "standard output", 2: "standard error"}.get(self._fd, f"file descriptor {self._fd}")
+            raise OutputFailed(f"cannot write {what}: {exc.strerror or exc}") from exc
         return len(s)
 
     def fileno(self) -> int:
