@@ -16,9 +16,9 @@ from tracer.model.record import Record
 
 
 class CgroupSource(Protocol):
-    def prime(self, pid: int, ts_ns: int = 0) -> None: ...
+    def prime(self, pid: int, ts_ns: int = 0, comm: str = "") -> None: ...
 
-    def info(self, pid: Optional[int], ts_ns: Optional[int] = None) -> CgroupInfo: ...
+    def info(self, pid: Optional[int], ts_ns: Optional[int] = None, comm: str = "") -> CgroupInfo: ...
 
 
 class NameSource(Protocol):
@@ -28,9 +28,9 @@ class NameSource(Protocol):
 
 
 class UidSource(Protocol):
-    def prime(self, pid: int, ts_ns: int = 0) -> None: ...
+    def prime(self, pid: int, ts_ns: int = 0, comm: str = "") -> None: ...
 
-    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None) -> Optional[int]: ...
+    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None, comm: str = "") -> Optional[int]: ...
 
 
 class Attributor:
@@ -46,9 +46,9 @@ class Attributor:
     def prime(self, records: Sequence[Record]) -> None:
         for r in records:
             if self.cgroups is not None and r.pid:
-                self.cgroups.prime(r.pid, r.ts_ns)
+                self.cgroups.prime(r.pid, r.ts_ns, r.comm)
             if self.uids is not None and r.pid:
-                self.uids.prime(r.pid, r.ts_ns)
+                self.uids.prime(r.pid, r.ts_ns, r.comm)
             self.names.learn(r.netns, r.ts_ns)
 
     def annotate(self, e: Explanation) -> Explanation:
@@ -56,6 +56,7 @@ class Attributor:
 
     def fields(self, e: Explanation) -> dict[str, Any]:
         """What annotate() sets: the owner's cgroup and uid, the namespace's name."""
-        return {"cgroup": self.cgroups.info(e.pid, e.ts_ns) if self.cgroups is not None else None,
+        comm = e.comm or ""
+        return {"cgroup": self.cgroups.info(e.pid, e.ts_ns, comm) if self.cgroups is not None else None,
                 "netns_name": self.names.at(e.netns, e.ts_ns) if e.netns else None,
-                "uid": self.uids.uid(e.pid, e.ts_ns) if self.uids is not None else None}
+                "uid": self.uids.uid(e.pid, e.ts_ns, comm) if self.uids is not None else None}

@@ -48,18 +48,18 @@ class CgroupResolver:
     def evicted(self) -> int:
         return self._cache.evicted
 
-    def prime(self, pid: int, ts_ns: int = 0) -> None:
+    def prime(self, pid: int, ts_ns: int = 0, comm: str = "") -> None:
         """Read `pid`'s cgroup now unless a fresh answer is cached (its record, of `ts_ns`, just
         arrived)."""
         if pid:
-            self.info(pid, ts_ns)
+            self.info(pid, ts_ns, comm)
 
-    def info(self, pid: Optional[int], ts_ns: Optional[int] = None) -> CgroupInfo:
-        """`pid`'s cgroup as now cached; kept in the history from `ts_ns` (the time of the record
-        or event it is for) when given."""
+    def info(self, pid: Optional[int], ts_ns: Optional[int] = None, comm: str = "") -> CgroupInfo:
+        """`pid`'s cgroup as now cached (for the process named `comm`, the record's); kept in the
+        history from `ts_ns` (the time of the record or event it is for) when given."""
         if not pid:
             return CgroupInfo(NO_OWNER)
-        found = self._cache.get(pid)
+        found = self._cache.get(pid, comm)
         if ts_ns is not None:
             self.history.note(pid, ts_ns, found.workload.cgroup if found.workload else found.status)
         return found
@@ -71,10 +71,10 @@ class RecordedCgroups:
     def __init__(self, history: History[str]) -> None:
         self._history = history
 
-    def prime(self, pid: int, ts_ns: int = 0) -> None:
+    def prime(self, pid: int, ts_ns: int = 0, comm: str = "") -> None:
         pass
 
-    def info(self, pid: Optional[int], ts_ns: Optional[int] = None) -> CgroupInfo:
+    def info(self, pid: Optional[int], ts_ns: Optional[int] = None, comm: str = "") -> CgroupInfo:
         if not pid:
             return CgroupInfo(NO_OWNER)
         value = self._history.at(pid, ts_ns)

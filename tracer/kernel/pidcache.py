@@ -4,8 +4,11 @@ cgroup), cached per pid.
 A record is explained a little after it arrives (the correlator waits for its partners), and
 the owner may have exited by then, so the fact is read when the record arrives and kept. The
 cache is bounded (least recently used out, counted in `evicted`) and an entry is re-read after
-`ttl_s`: a process can change uid or cgroup, and a pid can be reused. A process gone keeps what
-was known while it lived; one never read before gets `gone`, which is final.
+`ttl_s`: a process can change uid or cgroup. Entries are per pid and process name (the record's
+comm): a pid reused within the ttl by another program is another entry, read anew, not the
+exited process's facts (a pid reused by the same program, a respawned worker, is not told
+apart: it is most often the same service's). A process gone keeps what was known while it
+lived; one never read before gets `gone`, which is final.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class PidCache(Generic[T]):
         self._gone = gone
         self._ttl = ttl_s
         self._clock = clock
-        self._cache: BoundedDict[int, tuple[float, T]] = BoundedDict(limit)
+        self._cache: BoundedDict[tuple[int, str], tuple[float, T]] = BoundedDict(limit)
         self.reads = 0             # /proc files read, for benchmarks and tests
 
     @property
@@ -38,15 +41,16 @@ class PidCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._cache)
 
-    def get(self, pid: int) -> T:
+    def get(self, pid: int, comm: str = "") -> T:
         now = self._clock()
-        hit = self._cache.get(pid)
+        key = (pid, comm)
+        hit = self._cache.get(key)
         if hit is not None and (now - hit[0] < self._ttl or hit[1] == self._gone):
-            self._cache.move_to_end(pid)
+            self._cache.move_to_end(key)
             return hit[1]
         self.reads += 1
         found = self._read(pid)
         if found is None:
             found = hit[1] if hit is not None else self._gone
-        self._cache[pid] = (now, found)
+        self._cache[key] = (now, found)
         return found

@@ -36,15 +36,16 @@ class UidResolver:
         """pid -> the last uid seen for it."""
         return self.history.last()
 
-    def prime(self, pid: int, ts_ns: int = 0) -> None:
+    def prime(self, pid: int, ts_ns: int = 0, comm: str = "") -> None:
         if pid:
-            self.uid(pid, ts_ns)
+            self.uid(pid, ts_ns, comm)
 
-    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None) -> Optional[int]:
-        """`pid`'s uid as now cached; kept in the history from `ts_ns` when given."""
+    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None, comm: str = "") -> Optional[int]:
+        """`pid`'s uid as now cached (for the process named `comm`, the record's); kept in the
+        history from `ts_ns` when given."""
         if not pid:
             return None
-        found = self._cache.get(pid)
+        found = self._cache.get(pid, comm)
         if found is not None and ts_ns is not None:
             self.history.note(pid, ts_ns, found)
         return found
@@ -56,8 +57,8 @@ class RecordedUids:
     def __init__(self, history: History[int]) -> None:
         self._history = history
 
-    def prime(self, pid: int, ts_ns: int = 0) -> None:
+    def prime(self, pid: int, ts_ns: int = 0, comm: str = "") -> None:
         pass
 
-    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None) -> Optional[int]:
+    def uid(self, pid: Optional[int], ts_ns: Optional[int] = None, comm: str = "") -> Optional[int]:
         return self._history.at(pid, ts_ns) if pid else None
