@@ -104,3 +104,12 @@ def test_fast_init_instances_pickle_as_their_fields_whatever_their_history():
         assert back == obj and type(back) is type(obj)
         assert dataclasses.asdict(back) == dataclasses.asdict(obj)
     assert len(pickle.dumps(BASE)) < len(pickle.dumps(dataclasses.asdict(BASE)))   # values only, no names
+
+
+def test_an_attribute_outside_the_fields_makes_loading_fail_loudly():
+    import pickle
+
+    odd = evolve(BASE)
+    object.__setattr__(odd, "extra", 1)
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(odd))

@@ -126,6 +126,7 @@ def from_incident(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Case
     # Never established: the table saw no ESTABLISHED, or (socket unknown to the table) the
     # kernel never set the receive timestamp it sets at establishment.
     never = (not r.estab_ns) if r.flag("sock_known") else r.last_recv_ns is None
+    idle_ns = r.idle_ns
     return Case(
         event=r.type, state=r.state, kernel_reason=r.reason, errno=inc.errno,
         flags=_flag_names(r.flags_raw),
@@ -134,9 +135,9 @@ def from_incident(inc: Incident, runtime_of: Optional[RuntimeOf] = None) -> Case
         laddr=r.laddr, lport=r.lport, raddr=r.raddr, rport=r.rport,
         syn=r.segment_was_syn, synack=r.segment_was_synack, unread_bytes=r.unread_bytes, ino=r.ino, retrans=r.retrans,
         srtt_us=r.srtt_us, never_established=never, ts_ns=r.ts_ns, wall_ns=r.wall_ns,
-        idle_s=r.idle_s, age_s=r.age_s,
-        trigger=(r.last_send_ns is not None and r.idle_ns is not None
-                 and r.ts_ns - r.last_send_ns < r.idle_ns),
+        idle_s=None if idle_ns is None else idle_ns / 1e9, age_s=r.age_s,
+        trigger=(r.last_send_ns is not None and idle_ns is not None
+                 and r.ts_ns - r.last_send_ns < idle_ns),
         since_fin_ns=r.ts_ns - r.fin_ns if r.fin_ns else None,
         since_close_ns=r.ts_ns - r.close_ns if r.close_ns else None,
         since_destroy_ns=r.ts_ns - r.destroy_ns if r.destroy_ns else None,

@@ -11,7 +11,6 @@ to dataclasses.replace). Unknown field names are a TypeError, as with replace.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -83,10 +82,11 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
     cls.__init__ = init  # type: ignore[method-assign]
-    values = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-
+    # __init__ above and evolve() keep __dict__ in field order, so its values are the
+    # arguments; an attribute set outside them would make the tuple too long, and loading fail
+    # loudly (a TypeError), never shift a value into another field.
     def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
-        return (type(self), values(self))
+        return (type(self), tuple(self.__dict__.values()))
 
     cls.__reduce__ = __reduce__  # type: ignore[method-assign]
     return cls
