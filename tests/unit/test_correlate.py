@@ -55,10 +55,13 @@ def test_a_received_reset_from_a_local_peer_waits_for_the_senders_record():
     t = 10_000_000_000
     received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)
     c.feed([received])
+    c.feed([])                                         # a read later: not the last read's any more
     assert c.release(t + 3 * SETTLE_NS) == []          # settled, but its sender may still come
     sent = record(ts_ns=t + 20_000, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")
     c.feed([sent])
-    out = c.release(t + 5 * SETTLE_NS)
+    assert c.release(t + 5 * SETTLE_NS) == []          # the sender's record is the last read
+    c.feed([])
+    out = c.release(t + 6 * SETTLE_NS)
     mine = next(i for i in out if i.primary.type is RecordType.RESET_RECEIVED)
     assert len(out) == 2 and mine.peer is sent and mine.peer_local
 
@@ -67,6 +70,7 @@ def test_without_a_senders_record_it_is_released_after_the_hold():
     c = Correlator(peer_is_local=local)
     t = 10_000_000_000
     c.feed([record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    c.feed([])
     assert c.release(t + PEER_HOLD_NS - 1) == []
     out = c.release(t + PEER_HOLD_NS + 1)
     assert len(out) == 1 and out[0].peer is None and out[0].peer_local   # a middlebox's, then
@@ -76,6 +80,7 @@ def test_a_received_reset_from_a_remote_peer_does_not_wait():
     c = Correlator(peer_is_local=lambda addr: False)
     t = 10_000_000_000
     c.feed([record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    c.feed([])
     assert len(c.release(t + SETTLE_NS + 1)) == 1
 
 
@@ -84,8 +89,10 @@ def test_a_sender_already_released_links_at_once():
     t = 10_000_000_000
     sent = record(ts_ns=t, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")
     c.feed([sent])
+    c.feed([])
     assert len(c.release(t + SETTLE_NS + 1)) == 1
     c.feed([record(ts_ns=t + 2 * SETTLE_NS, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    c.feed([])
     out = c.release(t + 3 * SETTLE_NS + 1)
     assert len(out) == 1 and out[0].peer is sent
 
@@ -96,6 +103,35 @@ def test_a_held_reset_keeps_its_errno_with_it():
     received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)
     err = record(ts_ns=t + 3_000, type=RecordType.ABORT, errno="ECONNRESET", errno_raw=104, **CLIENT)
     c.feed([received, err])
+    c.feed([])
     assert c.release(t + 3 * SETTLE_NS) == []          # the errno is not an incident of its own
     out = c.release(t + PEER_HOLD_NS + 1)
     assert len(out) == 1 and out[0].error is err and out[0].primary is received
+
+
+def test_a_read_that_ends_between_two_records_of_one_reset_does_not_split_them():
+    """The reader is 20 ms late and its read ends after the received reset: the errno record,
+    traced 8 us later, comes in the next read. Released at once, the reset and its errno were
+    two incidents (a refused connect counted twice: connection_refused from each)."""
+    c = Correlator()
+    t = 10_000_000_000
+    received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="SYN_SENT", **CLIENT)
+    err = record(ts_ns=t + 8_000, type=RecordType.ABORT, errno="ECONNREFUSED", errno_raw=111, **CLIENT)
+    c.feed([received])
+    assert c.release(t + 2 * SETTLE_NS) == []          # the last record read waits for the next read
+    c.feed([err])
+    assert c.release(t + 3 * SETTLE_NS) == []          # the errno is the last read's: one more release
+    out = c.release(t + 4 * SETTLE_NS)
+    assert len(out) == 1 and out[0].primary is received and out[0].error is err
+
+
+def test_the_last_read_waits_for_one_release_only():
+    c = Correlator()
+    t = 10_000_000_000
+    c.feed([record(ts_ns=t, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")])
+    assert c.release(t + 2 * SETTLE_NS) == []
+    c.feed([])                                         # the ring was empty: nothing more is coming
+    assert len(c.release(t + 3 * SETTLE_NS)) == 1
+    c.feed([record(ts_ns=t + 5 * SETTLE_NS, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")])
+    assert c.release(t + 7 * SETTLE_NS) == []
+    assert len(c.release(t + 7 * SETTLE_NS)) == 1      # a second release without a read

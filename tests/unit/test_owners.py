@@ -56,7 +56,9 @@ def test_a_record_waits_for_its_holders_close_and_takes_its_pid():
     c.feed([r])
     assert c.release(T + SETTLE_NS * 5) == []              # settled, but its holder is unknown
     c.feed([owner(r, W2)])
-    (inc,) = c.release(T + SETTLE_NS * 6)
+    assert c.release(T + SETTLE_NS * 6) == []              # the holder's close is the last read
+    c.feed([])                                             # the next read: nothing more
+    (inc,) = c.release(T + SETTLE_NS * 7)
     e = explain(inc)
     assert (e.pid, e.comm) == (W2, "nginx")
     assert f"owner nginx pid {W2} (from its close)" in e.evidence
@@ -72,7 +74,9 @@ def test_the_other_end_waits_too_so_both_ends_stay_linked():
     c.feed([cli, srv])
     assert c.release(T + SETTLE_NS * 5) == []
     c.feed([owner(srv, W1)])
-    out = c.release(T + SETTLE_NS * 6)
+    assert c.release(T + SETTLE_NS * 6) == []
+    c.feed([])
+    out = c.release(T + SETTLE_NS * 7)
     assert len(out) == 2
     received = next(i for i in out if i.primary.type is RecordType.RESET_RECEIVED)
     assert received.primary.pid == W1 and received.peer is not None and received.peer.pid == 7
@@ -154,4 +158,5 @@ def test_pid_of_the_master_keeps_none_of_its_workers_sockets_unless_children():
 def test_records_with_a_known_owner_never_wait():
     c = Correlator()
     c.feed([record(ts_ns=T, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE", owner_source="close")])
+    c.feed([])                                             # the next read (the last one's end waits one)
     assert len(c.release(T + SETTLE_NS + 1)) == 1

@@ -97,9 +97,17 @@ class Correlator:
         self.owners = owners if owners is not None else OwnerResolver()
         self.dropped_states = 0
         self.peers_evicted = 0       # resets dropped from the peer index for PEER_INDEX_MAX
+        self._tail_ns: Optional[int] = None   # the last read's end, until the next release
 
     def feed(self, records: Iterable[Record]) -> None:
-        for r in records:
+        batch = records if isinstance(records, list) else list(records)
+        # The records of one reset are traced microseconds apart, but a read can end between
+        # them (the reader took what was committed, or a full batch): the last records read
+        # (within JOIN_WINDOW_NS of the last one) are not released by the release that follows
+        # this read, whatever their age, so a partner just behind them comes in first. Without
+        # it a reader running late split a refused connect into two connection_refused.
+        self._tail_ns = min(batch[-1].ts_ns, max(r.ts_ns for r in batch)) if batch else None
+        for r in batch:
             if r.type is RecordType.STATE:
                 self.dropped_states += 1
                 continue
@@ -119,6 +127,9 @@ class Correlator:
             ready, self._pending = self._pending, []
         else:
             cut = now_ns - self.settle_ns
+            if self._tail_ns is not None:      # for one release: the next read brings the rest
+                cut = min(cut, self._tail_ns - JOIN_WINDOW_NS)
+                self._tail_ns = None
             # Unsettled records per socket address; a settled record waits only for one that
             # could be its partner: same address, same remote end, within the join window (the
             # kernel reuses a freed socket's address for the next connection within ms). A
