@@ -314,7 +314,8 @@ def _existing(record_path: Optional[str], force: bool, append: bool):
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
 @click.option("--processes", type=click.IntRange(1, 2), default=None,
               help="1: read and explain in one process; 2: explain in a second process, on a second CPU "
-                   "(the same output, sooner). Default: 2 for a recording of 4 MB or more when two CPUs are free.")
+                   "(the same output, sooner). Default: 2 for a recording of 4 MB or more when this process may run on two "
+                   "CPUs (its CPU affinity; a CPU quota is not looked at).")
 def replay(path, as_json, compact, color, processes, **filters) -> None:
     """Explain a recording made with --record (no root needed)."""
     from tracer.sinks import recording

@@ -72,23 +72,28 @@ class Forked:
             raise ChildLost(f"replay's explaining process (pid {self.pid}) ended early") from None
 
     def finish(self, payload: Any) -> Any:
-        """The last message; waits for the child and returns what its handler returned for it."""
+        """The last message; waits for the child and returns what its handler returned for it.
+        Interrupted (Ctrl-C), the caller's abandon() still stops and reaps the child."""
         self.send(END, payload)
         self._close_down()
         return self._outcome()
 
-    def abandon(self, interrupt: bool = False) -> None:
+    def abandon(self, interrupt: bool = False) -> Optional[BaseException]:
         """This process failed: the child prints what it was sent and ends; `interrupt` (Ctrl-C
-        here) stops it at once, as Ctrl-C would have stopped one process."""
+        here) stops it at once, as Ctrl-C would have stopped one process. Returns the child's
+        own error, if it had one (ChildLost and Ctrl-C are not the child's errors)."""
         if self._over:
-            return
+            return None
         if interrupt:
             self._interrupt()
         self._close_down()
         try:
             self._outcome()
-        except BaseException:   # noqa: BLE001 - this process's own error is the one to report
-            pass
+        except (ChildLost, KeyboardInterrupt):
+            return None
+        except BaseException as exc:   # noqa: BLE001 - handed to the caller, which decides
+            return exc
+        return None
 
     def _interrupt(self) -> None:
         try:
@@ -122,7 +127,11 @@ class Forked:
             os.waitpid(self.pid, 0)
         if not chunks:
             raise ChildLost(f"replay's explaining process (pid {self.pid}) ended without an answer (was it killed?)")
-        status, value = pickle.loads(b"".join(chunks))
+        try:
+            status, value = pickle.loads(b"".join(chunks))
+        except Exception as exc:  # noqa: BLE001 - an answer that cannot be read is still an answer lost
+            raise ChildLost(f"replay's explaining process (pid {self.pid}) ended with an answer that cannot be "
+                            f"read ({exc})") from None
         if status == "error":
             raise value
         return value
@@ -142,9 +151,13 @@ def start(handler: Handler) -> Forked:
     except OSError:
         pass    # capped by fs.pipe-max-size: a smaller pipe only overlaps the two less
     up_r, up_w = os.pipe()
+    # Ctrl-C is held off across the fork: a child interrupted before its try below would run
+    # on in the parent's code. Each side takes it again once it is set up.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     pid = os.fork()
     if pid == 0:   # pragma: no cover - the child; its work is checked through the parent
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(down_w)
             os.close(up_r)
             _orphan_dies(parent)
@@ -153,7 +166,13 @@ def start(handler: Handler) -> Forked:
             os._exit(70)      # never back into the parent's code, whatever happened
     os.close(down_r)
     os.close(up_w)
-    return Forked(pid, os.fdopen(down_w, "wb", buffering=_PIPE_BUFFER), up_r)
+    child = Forked(pid, os.fdopen(down_w, "wb", buffering=_PIPE_BUFFER), up_r)
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    except KeyboardInterrupt:
+        child.abandon(interrupt=True)
+        raise
+    return child
 
 
 def _orphan_dies(parent: int) -> None:  # pragma: no cover - runs in the child
@@ -161,7 +180,7 @@ def _orphan_dies(parent: int) -> None:  # pragma: no cover - runs in the child
     try:
         import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         pass    # the child still ends on its own: the parent's end of the pipe closes
     if os.getppid() != parent:
         os._exit(0)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from tracer import forked
 from tracer.explain.filters import NO_FILTER, EventFilter
-from tracer.explain.owners import OwnerResolver
+from tracer.explain.owners import OwnerResolver, PidScope
 from tracer.explain.pipeline import Explainer, Pipeline, Settled
 from tracer.explain.procinfo import RecordedFacts
 from tracer.explain.storm import StormCount
@@ -53,6 +54,8 @@ def replay(path: str, sink: Sink, event_filter: EventFilter = NO_FILTER, process
     sink that writes to file descriptors (the CLI's), since the child process does the writing."""
     if processes not in (1, 2):
         raise ValueError(f"processes must be 1 or 2, not {processes}")
+    if processes == 2 and not forked.shares(sys.stdout, sys.stderr):
+        processes = 1     # what a child wrote there would be lost (a test's captured output)
     reader, fh = recording.open_reader(path)
     with fh:
         # Errors say which side failed: the recording's reads (RecordingInvalid, from the
@@ -82,12 +85,17 @@ class Explaining:
         self.summary = Summary()
 
     def handle(self, kind: str, payload: Any) -> Optional[Summary]:
-        if kind == "settled":
-            self.settled(payload)
-        elif kind == "storm":
-            self.storm(payload)
-        elif kind == forked.END:
+        """A message from the reader in another process: (the pids --children learnt, if
+        that changed; the settled cases or the storm), or the end."""
+        if kind == forked.END:
             return self.end(payload)
+        learnt, body = payload
+        if learnt is not None:
+            self.event_filter.scope.learnt = OrderedDict.fromkeys(learnt)
+        if kind == "settled":
+            self.settled(body)
+        elif kind == "storm":
+            self.storm(body)
         else:
             raise ValueError(f"unknown message {kind!r}")
         return None
@@ -113,19 +121,45 @@ class Explaining:
 
 
 class _InProcess:
-    """The explainer's half called directly (processes=1)."""
+    """The explainer's half called directly (processes=1): it shares the reader's scope."""
 
     def __init__(self, explaining: Explaining) -> None:
         self._explaining = explaining
 
     def send(self, kind: str, payload: Any) -> None:
-        self._explaining.handle(kind, payload)
+        self._explaining.handle(kind, (None, payload))
 
     def finish(self, payload: Ending) -> Summary:
         return self._explaining.end(payload)
 
-    def abandon(self, interrupt: bool = False) -> None:
-        pass
+    def abandon(self, interrupt: bool = False) -> Optional[BaseException]:
+        return None
+
+
+class _ToChild:
+    """The explainer's half in a forked child (processes=2). --pid --children learns the
+    family's pids in this process, as owners are resolved; the child's copy of the filter gets
+    them with the next message after they changed, which is when one process would have used
+    them."""
+
+    def __init__(self, child: forked.Forked, scope: PidScope) -> None:
+        self._child = child
+        self._scope = scope
+        self._sent = scope.learnings
+
+    def send(self, kind: str, payload: Any) -> None:
+        learnt = None
+        if self._scope.learnings != self._sent:
+            self._sent = self._scope.learnings
+            learnt = tuple(self._scope.learnt)
+        self._child.send(kind, (learnt, payload))
+
+    def finish(self, payload: Ending) -> Summary:
+        result: Summary = self._child.finish(payload)
+        return result
+
+    def abandon(self, interrupt: bool = False) -> Optional[BaseException]:
+        return self._child.abandon(interrupt)
 
 
 def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
@@ -138,7 +172,8 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     pipe = Pipeline(recording.peer_check(end), owners, attribution,
                     RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
     explaining = Explaining(sink, event_filter, attribution)
-    out: Any = forked.start(explaining.handle) if processes == 2 else _InProcess(explaining)
+    out: Any = _ToChild(forked.start(explaining.handle), event_filter.scope) if processes == 2 \
+        else _InProcess(explaining)
     try:
         storms: list[list[StormCount]] = []
         reader.on_storm = storms.append
@@ -156,10 +191,14 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
         out.send("settled", pipe.release_settled(None))
         ending = Ending(Counters.replayed(reader.count, recording.end_of(reader.end).get("counters", {})),
                         reader.name, reader.bad, reader.ignored_bytes, pipe.evictions())
+        summary: Summary = out.finish(ending)
     except BaseException as exc:
-        out.abandon(interrupt=isinstance(exc, KeyboardInterrupt))
+        # The child works behind this process: an error of its own (a full disk, a closed
+        # stdout) came first in the stream's order, and is the one a single process meets.
+        first = out.abandon(interrupt=isinstance(exc, KeyboardInterrupt))
+        if first is not None and not isinstance(exc, KeyboardInterrupt):
+            raise first from None
         raise
-    summary: Summary = out.finish(ending)
     return summary
 
 

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import REPO
 from tests.unit.helpers import RECORDINGS
 from tracer import forked
+from tracer.cli import main
 from tracer.explain.storm import join
 from tests.unit.test_storm_join import REFUSED
 
@@ -85,18 +86,24 @@ def test_a_bad_line_midway_stops_both_alike_after_the_same_events(big, tmp_path)
     assert one.stdout and b"Traceback" not in two.stderr
 
 
+def replays_of(path: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"tracer.cli replay .*{path}"], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
 def test_the_reader_going_away_ends_both_processes_quietly(big):
     p = subprocess.run(["bash", "-c", '"$@" | head -c 1 >/dev/null; echo "${PIPESTATUS[0]}" >&2', "sh",
                         *CLI, "--json", "--processes", "2", big], cwd=REPO, capture_output=True, text=True, timeout=60)
     *said, rc = p.stderr.strip().splitlines()
     assert rc == "0", p.stderr
     assert not any("error" in line or "Traceback" in line for line in said), p.stderr
+    assert replays_of(big) == []                  # the child went with it
 
 
-def start(big: str) -> tuple[subprocess.Popen, int]:
+def start(big: str, new_group: bool = False) -> tuple[subprocess.Popen, int]:
     """A two-process replay under way, and its child's pid."""
     p = subprocess.Popen([*CLI, "--json", "--processes", "2", big], cwd=REPO, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, start_new_session=new_group)
     assert p.stdout is not None
     p.stdout.readline()           # the child prints: both processes run
     with open(f"/proc/{p.pid}/task/{p.pid}/children") as fh:
@@ -123,12 +130,22 @@ def finish(p: subprocess.Popen) -> tuple[int, str]:
     return p.returncode, err.decode()
 
 
-def test_ctrl_c_stops_both_processes_with_130(big):
-    p, child = start(big)
-    p.send_signal(signal.SIGINT)
-    rc, err = finish(p)
-    assert rc == 130 and "Traceback" not in err, err
-    assert gone(child)
+def full_run_lines(big: str) -> int:
+    return len(run("--json", "--processes", "1", big).stdout.splitlines())
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["kill -INT", "Ctrl-C (the process group)"])
+def test_ctrl_c_stops_both_processes_with_130(big, to_group):
+    total = full_run_lines(big)
+    p, child = start(big, new_group=to_group)
+    if to_group:
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        p.send_signal(signal.SIGINT)
+    assert gone(child, within_s=5.0)             # stopped, not left to finish the recording
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and b"Traceback" not in err, err
+    assert len(out.splitlines()) + 1 < total      # it stopped early: not every event was printed
 
 
 def test_a_killed_child_is_an_error_that_says_so(big):
@@ -149,12 +166,17 @@ def test_a_killed_parent_leaves_no_child(big):
     p.stderr.close()
 
 
-def test_in_a_test_capture_replay_stays_in_one_process(capsys):
+def test_output_without_a_file_descriptor_stays_in_one_process(big, capsys, tmp_path, monkeypatch):
     """A captured sys.stdout has no file descriptor: a child's output would be lost."""
-    import io
-    assert not forked.shares(io.StringIO())
     from tracer.replay import default_processes
-    assert default_processes(RECORDINGS[0]) == 1
+    assert default_processes(big) == 1                     # capsys: sys.stdout is not a descriptor
+    assert main(["replay", "--json", "--processes", "2", RECORDINGS[0]]) == 0
+    assert capsys.readouterr().out.strip()                 # printed here, not lost in a child
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        assert default_processes(big) == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
+        assert default_processes(RECORDINGS[0]) == 1        # small: not worth a fork
 
 
 def test_the_child_answers_in_order_and_its_errors_come_back():
@@ -181,3 +203,72 @@ def test_the_child_answers_in_order_and_its_errors_come_back():
         for _ in range(100_000):      # the child's failure surfaces at the next send or the end
             f.send("n", 2)
         f.finish(0)
+
+
+def test_a_childs_own_error_wins_over_a_later_one_here(big, tmp_path):
+    """Output to a full disk and a bad line further on: one process fails writing first (14);
+    so must two, though the reader here reaches the bad line before the child reports."""
+    from tracer.replay import REPLAY_CHUNK
+    lines = open(big, encoding="utf-8").read().splitlines(keepends=True)
+    # In the second chunk: the reader fails before it sends that chunk, so before it can
+    # hear that the child failed writing the first one.
+    lines[REPLAY_CHUNK + 100] = '{"r": "not base64 at all!"}\n'
+    bad = str(tmp_path / "bad.jsonl")
+    open(bad, "w", encoding="utf-8").writelines(lines)
+    rcs = []
+    for processes in ("1", "2"):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([*CLI, "--json", "--processes", processes, bad], cwd=REPO, stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+        rcs.append((p.returncode, "cannot write standard output" in p.stderr))
+    assert rcs == [(14, True), (14, True)]
+
+
+def test_every_error_comes_back_from_the_child_as_it_was():
+    import inspect
+    import pickle
+
+    from tracer.model import errors
+    seen = 0
+    for _, cls in inspect.getmembers(errors, inspect.isclass):
+        if not issubclass(cls, errors.TteError):
+            continue
+        required = [p for p in inspect.signature(cls.__init__).parameters.values()
+                    if p.default is p.empty and p.name != "self"]
+        err = cls(*["x"] * len(required))
+        back = pickle.loads(pickle.dumps(err))
+        assert (type(back), back.message, back.remedy, back.exit_code) == (cls, err.message, err.remedy, err.exit_code)
+        seen += 1
+    assert seen >= 10
+
+
+class _Stream:
+    """A recording reader's face, over records already made (pre-forked server: the holders
+    are the master's children, learnt from OWNER records as replay goes)."""
+
+    def __init__(self, records):
+        self._records = records
+        self.on_storm = None
+        self.count, self.bad, self.ignored_bytes, self.name, self.end = len(records), 0, 0, "stub", None
+
+    def iter_records(self):
+        return iter(self._records)
+
+
+def test_pids_learnt_for_children_filter_the_same_in_two_processes(tmp_path):
+    from tests.unit.test_owners import MASTER, W1, W2, accepted, owner
+    from tracer.explain.filters import EventFilter
+    from tracer.replay import _replay
+    from tracer.sinks.jsonl import JsonSink
+
+    one, two = accepted(0x1000, 40000), accepted(0x2000, 40001, ts=accepted(0, 0).ts_ns + 3_000_000_000)
+    records = [one, owner(one, W1), two, owner(two, W2, ts=two.ts_ns + 1_000_000)]
+    got = []
+    for processes in (1, 2):
+        path = tmp_path / f"out{processes}"
+        with open(path, "w", buffering=1) as out, open(tmp_path / f"err{processes}", "w", buffering=1) as err:
+            flt = EventFilter(pids=frozenset({MASTER}), children=True)
+            _replay(_Stream(records), None, JsonSink(out=out, err=err), flt, processes)
+        got.append([(e["pid"], e["comm"]) for e in map(json.loads, open(path).read().splitlines())])
+    assert got[0] == [(W1, "nginx"), (W2, "nginx")]
+    assert got[1] == got[0]

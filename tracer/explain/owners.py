@@ -67,6 +67,7 @@ class PidScope:
     children: bool = False
     descendants: set[int] = field(default_factory=set)
     learnt: "OrderedDict[int, None]" = field(default_factory=OrderedDict)
+    learnings: int = 0       # pids learnt so far: tells a copy of the scope (replay's explaining process) it is behind
 
     def wants(self, pid: int, ppid: Optional[int] = None) -> bool:
         if pid in self.pids:
@@ -77,6 +78,7 @@ class PidScope:
             return True
         if ppid is not None and (ppid in self.pids or ppid in self.descendants or ppid in self.learnt):
             self.learnt[pid] = None
+            self.learnings += 1
             while len(self.learnt) > LEARNT_MAX:
                 self.learnt.popitem(last=False)
             return True

@@ -6,7 +6,7 @@ that turns them into a message and an exit status. Exit codes are documented in 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class TteError(Exception):
@@ -23,6 +23,18 @@ class TteError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.__class__.__name__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without __init__, whose parameters differ per class: replay's explaining
+        # process sends its errors back pickled (tracer/forked.py).
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(cls: type[TteError], args: tuple[Any, ...], state: dict[str, Any]) -> TteError:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 # Capabilities for this tool alone: never for a shared interpreter (setcap on /usr/bin/python3
