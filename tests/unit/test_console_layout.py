@@ -175,3 +175,23 @@ def test_a_burst_is_cut_by_the_events_seconds_not_the_clock():
     shown = [line for line in lines if line.startswith("10:00:")]
     assert len(shown) == MAX_BLOCKS_PER_S + 5
     assert f"reset_storm: {25 - MAX_BLOCKS_PER_S} more events in the last second" in outputs[0]
+
+
+def test_an_event_released_late_counts_in_the_second_being_shown():
+    """Events that waited for their partners come after later ones: the window only moves
+    forward, so they neither reopen an earlier second nor print an extra storm line."""
+    from tracer.model.frozen import evolve
+    from tracer.sinks.console import MAX_BLOCKS_PER_S
+
+    rec = recording.load(RECORDINGS[0])
+    one = explain_stream(recording.decoded(rec)[0], recording.peer_check(rec))[0]
+    now = [evolve(one, ts=f"2026-12-03T10:00:01.{i:03d}Z") for i in range(MAX_BLOCKS_PER_S)]
+    late = [evolve(one, ts="2026-12-03T10:00:00.900Z")] * 3
+    out = io.StringIO()
+    sink = ConsoleSink(out=out, color=False, compact=True)
+    for e in now + late + now[:1]:
+        sink.event(e)
+    sink.flush_storm()
+    text = out.getvalue()
+    assert len([line for line in text.splitlines() if line.startswith("10:00:")]) == MAX_BLOCKS_PER_S
+    assert text.count("reset_storm:") == 1 and "4 more events" in text

@@ -91,8 +91,10 @@ class ConsoleSink:
         # The second of the event's own time ("YYYY-MM-DDTHH:MM:SS"), not of the clock: a live
         # run prints within a second of it, and a replay then shows the blocks that run showed,
         # the same on every replay, however fast it goes.
+        # Only forward: an event released late (one that waited for its partners) counts in
+        # the second being shown, never reopens an earlier one.
         now = e.ts[:19]
-        if now != self._window:
+        if now > self._window:
             self.flush_storm()
             self._window = now
         if self._shown >= MAX_BLOCKS_PER_S:
