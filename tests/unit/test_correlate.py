@@ -135,3 +135,25 @@ def test_the_last_read_waits_for_one_release_only():
     c.feed([record(ts_ns=t + 5 * SETTLE_NS, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE")])
     assert c.release(t + 7 * SETTLE_NS) == []
     assert len(c.release(t + 7 * SETTLE_NS)) == 1      # a second release without a read
+
+
+def test_this_hosts_own_reset_on_the_socket_needs_no_wait():
+    """TCP_ABORT_ON_DATA: the socket's own sent reset and receive are the incident."""
+    c = Correlator(peer_is_local=local)
+    t = 10_000_000_000
+    received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="FIN_WAIT1", **CLIENT)
+    sent = record(ts_ns=t + 2_000, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_DATA", **CLIENT)
+    c.feed([received, sent])
+    c.feed([])
+    out = c.release(t + 3 * SETTLE_NS)
+    assert len(out) == 1 and out[0].primary is sent and out[0].self_received is received
+
+
+def test_the_end_of_the_stream_releases_what_waits_for_a_sender():
+    c = Correlator(peer_is_local=local)
+    t = 10_000_000_000
+    c.feed([record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", **CLIENT)])
+    c.feed([])
+    assert c.release(t + 2 * SETTLE_NS) == []
+    out = c.release(None)
+    assert len(out) == 1 and out[0].peer is None

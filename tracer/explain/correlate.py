@@ -164,10 +164,13 @@ class Correlator:
         received = RecordType.RESET_RECEIVED
         if not any(r.type is received for r in ready):
             return ready
-        sent_now = {_plain(r) for r in ready if r.type is RecordType.RESET_SENT and r.rport}
+        sent_ready = [r for r in ready if r.type is RecordType.RESET_SENT]
+        sent_now = {_plain(r) for r in sent_ready if r.rport}
+        # This host's own reset on the same socket (TCP_ABORT_ON_DATA) is the incident: no wait.
+        own = {(r.netns, r.skaddr) for r in sent_ready}
         held: dict[tuple[int, int], list[int]] = {}
         for r in ready:
-            if (r.type is received and r.rport and now_ns - r.ts_ns < PEER_HOLD_NS
+            if (r.type is received and r.rport and now_ns - r.ts_ns < PEER_HOLD_NS and (r.netns, r.skaddr) not in own
                     and _swapped(r) not in sent_now and self._sender(r) is None and self._peer_is_local(r.raddr)):
                 held.setdefault((r.netns, r.skaddr), []).append(r.ts_ns)
         if not held:
