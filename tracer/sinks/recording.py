@@ -225,6 +225,12 @@ class Reader:
                                    "(not a recording line)", _NOT_A_RECORDING)
         return line
 
+    def _at_end(self) -> bool:
+        try:
+            return self._fh.readline(1) == b""
+        except OSError as exc:
+            raise RecordingInvalid(f"cannot read {self.name}: {exc.strerror or exc}") from exc
+
     def _parse(self, line: bytes) -> Optional[dict[str, Any]]:
         """One line as an object; None for a blank line or a partial last one (ignored_bytes)."""
         whole = line.endswith(b"\n")
@@ -234,7 +240,7 @@ class Reader:
         try:
             obj = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            if not whole and self._fh.readline(1) == b"":
+            if not whole and self._at_end():
                 self.ignored_bytes = len(line)
                 return None
             why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
