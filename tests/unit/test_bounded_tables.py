@@ -58,4 +58,22 @@ def test_replay_reports_its_evictions(capsys):
     assert main(["replay", "--json", RECORDINGS[0]]) == 0
     err = capsys.readouterr().err
     summary = json.loads(err[err.rindex('{"summary"'):].splitlines()[0])["summary"]
-    assert summary["evicted"] == {"peer_index": 0, "owners": 0}
+    assert summary["evicted"] == {"peer_index": 0, "errno_index": 0, "owners": 0}
+
+
+def test_the_errno_index_is_bounded_and_counts_only_entries_still_of_use():
+    from tests.unit.helpers import record
+    from tracer.model.record import RecordType
+
+    c = correlate.Correlator()
+    t = 10_000_000_000
+    burst = [record(ts_ns=t + i, type=RecordType.RESET_RECEIVED, state="ESTABLISHED", skaddr=0x10000 + i)
+             for i in range(correlate.LATE_MAX + 10)]         # within one join window: all of use
+    c.feed(burst)
+    c.release(None)
+    assert len(c._no_errno) == correlate.LATE_MAX and c.no_errno_evicted == 10
+    later = [record(ts_ns=t + 10 * correlate.JOIN_WINDOW_NS + i, type=RecordType.RESET_RECEIVED,
+                    state="ESTABLISHED", skaddr=0x90000 + i) for i in range(5)]
+    c.feed(later)
+    c.release(None)
+    assert len(c._no_errno) == 5 and c.no_errno_evicted == 10      # the old ones expired, not evicted

@@ -157,3 +157,25 @@ def test_the_end_of_the_stream_releases_what_waits_for_a_sender():
     assert c.release(t + 2 * SETTLE_NS) == []
     out = c.release(None)
     assert len(out) == 1 and out[0].peer is None
+
+
+def test_an_errno_read_after_its_reset_was_released_is_not_an_incident_of_its_own():
+    """However late the reader: a refused connect is one connection_refused, not two."""
+    c = Correlator()
+    t = 10_000_000_000
+    received = record(ts_ns=t, type=RecordType.RESET_RECEIVED, state="SYN_SENT", **CLIENT)
+    c.feed([received])
+    c.feed([])
+    (inc,) = c.release(t + 2 * SETTLE_NS)
+    assert inc.primary is received and inc.error is None
+    late = record(ts_ns=t + 1_000_000, type=RecordType.ABORT, errno="ECONNREFUSED", errno_raw=111, **CLIENT)
+    other = record(ts_ns=t + 9_000_000, type=RecordType.ABORT, errno="ETIMEDOUT", errno_raw=110,
+                   **{**CLIENT, "skaddr": 0x3000})
+    c.feed([late, other])
+    c.feed([])
+    out = c.release(t + 4 * SETTLE_NS)
+    assert [i.primary for i in out] == [other] and c.late_errors == 1
+    # a second errno on that socket, or one past the join window, is its own again
+    c.feed([record(ts_ns=t + 2_000_000, type=RecordType.ABORT, errno="ECONNRESET", errno_raw=104, **CLIENT)])
+    c.feed([])
+    assert len(c.release(t + 5 * SETTLE_NS)) == 1

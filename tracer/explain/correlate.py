@@ -39,6 +39,7 @@ PEER_WINDOW_NS = 1_000_000_000
 # sent would read as a middlebox's. Only such resets wait: a remote peer's never comes.
 PEER_HOLD_NS = 100_000_000
 PEER_INDEX_MAX = 4096
+LATE_MAX = 4096
 # A release holds back a settled record whose socket has a newer, unsettled record within
 # JOIN_WINDOW_NS (they may belong together); past this many pending records it holds nothing.
 PENDING_MAX = 20_000
@@ -98,6 +99,11 @@ class Correlator:
         self.dropped_states = 0
         self.peers_evicted = 0       # resets dropped from the peer index for PEER_INDEX_MAX
         self._tail_ns: Optional[int] = None   # the last read's end, until the next release
+        # Resets released without their errno, by socket: an errno record of theirs that comes
+        # later (its reader ran late) is theirs, not an incident of its own (LATE_MAX of them).
+        self._no_errno: "OrderedDict[tuple[int, int], Record]" = OrderedDict()
+        self.late_errors = 0          # errno records joined to a reset already released
+        self.no_errno_evicted = 0     # resets dropped from that index while still of use
 
     def feed(self, records: Iterable[Record]) -> None:
         batch = records if isinstance(records, list) else list(records)
@@ -247,13 +253,42 @@ class Correlator:
         for i, r in enumerate(records):
             if i not in used and r.type is RecordType.ABORT:
                 used.add(i)
+                if self._late_error(r):
+                    continue
                 found.append((r, None, None))
+        for r, error, _ in found:
+            if error is None and r.type is not RecordType.ABORT:
+                self._wait_errno(r)
         found.sort(key=lambda x: x[0].ts_ns)
         # Index the whole batch before linking, so both ends of a connection find each other
         # whichever was traced first (an active reset is traced after the peer received it).
         for r, _, _ in found:
             self._remember(r)
         return [self._linked(*x) for x in found]
+
+    def _wait_errno(self, r: Record) -> None:
+        key = (r.netns, r.skaddr)
+        self._no_errno[key] = r
+        self._no_errno.move_to_end(key)
+        while self._no_errno:
+            oldest = next(iter(self._no_errno.values()))
+            if r.ts_ns - oldest.ts_ns > JOIN_WINDOW_NS:
+                self._no_errno.popitem(last=False)        # past the window: of no more use
+            elif len(self._no_errno) > LATE_MAX:
+                self._no_errno.popitem(last=False)
+                self.no_errno_evicted += 1
+            else:
+                break
+
+    def _late_error(self, r: Record) -> bool:
+        """r, an errno record, belongs to a reset on its socket released just before it."""
+        key = (r.netns, r.skaddr)
+        reset = self._no_errno.get(key)
+        if reset is None or abs(reset.ts_ns - r.ts_ns) > JOIN_WINDOW_NS or not _same_peer(reset, r):
+            return False
+        del self._no_errno[key]
+        self.late_errors += 1
+        return True
 
     def _remember(self, r: Record) -> None:
         if r.type is RecordType.ABORT or not r.rport:

@@ -83,7 +83,8 @@ class Pipeline:
 
     def evictions(self) -> dict[str, int]:
         """Entries the bounded user-space tables dropped, per table (summary, self metrics)."""
-        return {"peer_index": self._corr.peers_evicted, **self._corr.owners.evictions()}
+        return {"peer_index": self._corr.peers_evicted, "errno_index": self._corr.no_errno_evicted,
+                **self._corr.owners.evictions()}
 
     @property
     def dropped_states(self) -> int:
