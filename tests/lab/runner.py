@@ -72,6 +72,16 @@ class Collector:
                 return found
             time.sleep(0.02)
 
+    def account(self, netns: int, since_ns: int) -> str:
+        """Why a wait found nothing: what the kernel counted (a record it dropped, summarized in
+        a storm or filtered shows here) and what this namespace's records were."""
+        c = self.capture.counters()
+        mine = [f"{r.type.name}/{r.state}/{r.errno}" for r in self.snapshot() if r.netns == netns and r.ts_ns >= since_ns]
+        return (f"kernel: lost={c.lost} summarized={c.summarized} storm_full={c.storm_full} filtered={c.filtered} "
+                f"aborts_by_errno={c.aborts_by_errno}; read={self.capture.received} "
+                f"undecodable={self.capture.decode_errors}; collector alive={self._thread.is_alive()}; "
+                f"this namespace since the test began: {mine[-20:]}")
+
     def settle(self, seconds: float = 0.3) -> None:
         time.sleep(seconds)
 

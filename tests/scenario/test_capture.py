@@ -33,6 +33,14 @@ class Scope:
         self.client = topo.netns_inode(topo.client)
         self.server = topo.netns_inode(topo.server)
 
+    def found(self, capture, rtype, side="client"):
+        """The records of one type on one side, waited for; if none came, the assertion that
+        follows says what the kernel counted instead (tests/lab/runner.py Collector.account)."""
+        pred = self.client_rec(rtype) if side == "client" else self.server_rec(rtype)
+        got = capture.wait_for(pred)
+        assert got, f"no {rtype.name} record on the {side}: " + capture.account(getattr(self, side), self.since)
+        return got
+
     def client_rec(self, rtype):
         return lambda r: r.netns == self.client and r.ts_ns >= self.since and r.type is rtype
 
@@ -92,7 +100,7 @@ def test_connect_to_closed_port(capture, peers, v6):
         if not kernel.traces_every_reset():
             assert_untraced(capture, sc.server_rec(RST_SENT))
             return
-        s = one(capture.wait_for(sc.server_rec(RST_SENT)))
+        s = one(sc.found(capture, RST_SENT, "server"))
         # Nobody owns a closed port: the kernel answered with no socket at all.
         assert (s.reason, s.state, s.pid) == ("NO_SOCKET", None, 0)
         assert s.flag("no_socket") and s.segment_was_syn
@@ -112,7 +120,7 @@ def test_close_with_unread_data(capture, peers, v6):
         cl.finish()
         assert cl.result("recv")[0].get("error") == "ECONNRESET"
 
-        s = one(capture.wait_for(sc.server_rec(RST_SENT)))
+        s = one(sc.found(capture, RST_SENT, "server"))
         assert s.state == "CLOSE"
         assert_reason(capture, s, "TCP_ABORT_ON_CLOSE")
         # Owner: the server process, inherited from its listener (an abortive close goes
@@ -121,7 +129,7 @@ def test_close_with_unread_data(capture, peers, v6):
         assert s.unread_bytes == 100
         assert (s.lport, s.laddr) == (8080, dst)
 
-        r = one(capture.wait_for(sc.client_rec(RST_RECV)))
+        r = one(sc.found(capture, RST_RECV, "client"))
         assert (r.pid, r.comm, r.state) == (cl.pid, "tte-client", "ESTABLISHED")
         assert (r.rport, r.lport) == (8080, s.rport)
         assert abort_for(capture, r).errno == "ECONNRESET"
@@ -137,12 +145,12 @@ def test_so_linger_zero_close(capture, peers):
         sv.finish()
         assert sv.result("recv")[0].get("error") == "ECONNRESET"
 
-        s = one(capture.wait_for(sc.client_rec(RST_SENT)))
+        s = one(sc.found(capture, RST_SENT, "client"))
         assert (s.state, s.pid, s.comm) == ("CLOSE", cl.pid, "tte-client")
         assert_reason(capture, s, "TCP_STATE")
         assert s.flag("active") and s.flag("linger")
 
-        r = one(capture.wait_for(sc.server_rec(RST_RECV)))
+        r = one(sc.found(capture, RST_RECV, "server"))
         # Received in softirq, possibly in the client's context: the owner is still the server.
         assert (r.pid, r.comm, r.state) == (sv.pid, "tte-server", "ESTABLISHED")
         assert abort_for(capture, r).errno == "ECONNRESET"
@@ -165,7 +173,7 @@ def test_peer_writes_after_our_close_timewait_reset(capture, peers):
         assert sv.result("send_once")[1].get("error") == "EPIPE"   # the next one: Broken pipe
 
         if kernel.traces_every_reset():
-            s = one(capture.wait_for(sc.client_rec(RST_SENT)))
+            s = one(sc.found(capture, RST_SENT, "client"))
             assert (s.reason, s.state) == ("TCP_TIMEWAIT_SOCKET", "TIME_WAIT")
             assert s.flag("timewait") and s.flag("from_closed")
             # The timewait socket has no owner of its own: it comes from the connection it replaced.
@@ -174,7 +182,7 @@ def test_peer_writes_after_our_close_timewait_reset(capture, peers):
         else:
             assert_untraced(capture, sc.client_rec(RST_SENT))
 
-        r = one(capture.wait_for(sc.server_rec(RST_RECV)))
+        r = one(sc.found(capture, RST_RECV, "server"))
         assert (r.state, r.pid, r.comm) == ("CLOSE_WAIT", sv.pid, "tte-server")
         assert r.fin_ns is not None and 0.2e9 < r.ts_ns - r.fin_ns < 0.6e9
         assert abort_for(capture, r).errno == "EPIPE"
@@ -186,7 +194,7 @@ def test_keepalive_timeout_with_peer_blackholed(capture, peers):
         cl = silenced(topo, peers, "keepalive idle=1 intvl=1 cnt=2;wait;recv timeout=15")
         assert cl.result("recv")[0].get("error") == "ETIMEDOUT"
 
-        s = one(capture.wait_for(sc.client_rec(RST_SENT)))
+        s = one(sc.found(capture, RST_SENT, "client"))
         assert (s.reason, s.state, s.pid, s.comm) == ("TCP_KEEPALIVE_TIMEOUT", "ESTABLISHED", cl.pid, "tte-client")
         assert s.flag("keepalive")
         assert abort_for(capture, s).errno == "ETIMEDOUT"
@@ -198,7 +206,7 @@ def test_user_timeout_with_retransmissions(capture, peers):
         cl = silenced(topo, peers, "user_timeout ms=1500;wait;send n=100;recv timeout=15")
         assert cl.result("recv")[0].get("error") == "ETIMEDOUT"
 
-        a = one(capture.wait_for(sc.client_rec(ABORT)))
+        a = one(sc.found(capture, ABORT))
         assert (a.errno, a.pid, a.comm) == ("ETIMEDOUT", cl.pid, "tte-client")
         assert a.retrans >= 2 and a.total_retrans >= 2
         # A retransmission timeout sends no reset.
@@ -220,7 +228,7 @@ def test_reset_injected_by_nftables_reject(capture, peers):
         cl.finish()
         assert cl.result("recv")[0].get("error") == "ECONNRESET"
 
-        r = one(capture.wait_for(sc.client_rec(RST_RECV)))
+        r = one(sc.found(capture, RST_RECV, "client"))
         assert (r.pid, r.comm, r.state, r.rport) == (cl.pid, "tte-client", "ESTABLISHED", 8080)
         assert abort_for(capture, r).errno == "ECONNRESET"
         capture.settle()
@@ -240,7 +248,7 @@ def test_idle_time_before_a_reset(capture, peers, idle):
         cl = peers(topo, topo.client, "tte-client", f"connect host={topo.server.v4} port=8080;send n=10;recv;recv timeout=10")
         cl.finish()
         sv.finish()
-        r = one(capture.wait_for(sc.client_rec(RST_RECV)))
+        r = one(sc.found(capture, RST_RECV, "client"))
         assert r.idle_s is not None and abs(r.idle_s - idle) <= 0.2, r.idle_s
 
 
@@ -255,7 +263,7 @@ def test_idle_time_of_a_connection_reused_after_idle(capture, peers):
                    f"connect host={topo.server.v4} port=8080;send n=10;recv;sleep s=2;send_once n=10;sleep s=0.2;recv timeout=5")
         cl.finish()
         sv.finish()
-        r = one(capture.wait_for(sc.client_rec(RST_RECV)))
+        r = one(sc.found(capture, RST_RECV, "client"))
         assert r.state == "CLOSE_WAIT" and abs(r.idle_s - 2.0) <= 0.2, (r.state, r.idle_s)
 
 
@@ -395,7 +403,7 @@ def test_dual_stack_server_timewait_reset_keeps_its_owner(capture, peers):
                                                     "send_once n=10;sleep s=0.2;recv timeout=2")
         cl.finish()
         sv.finish()
-        s = one(capture.wait_for(sc.server_rec(RST_SENT)))
+        s = one(sc.found(capture, RST_SENT, "server"))
         assert (s.reason, s.state) == ("TCP_TIMEWAIT_SOCKET", "TIME_WAIT")
         assert s.flag("from_closed") and (s.pid, s.comm) == (sv.pid, "tte-dual")
         assert s.laddr == topo.server.v4 and s.family_name == "ipv4"
