@@ -45,7 +45,7 @@ static __always_inline struct tte_record *emit_begin(u8 type, u64 skaddr, u8 sta
                                                      u32 pid, const char *comm, u16 family, const u8 *raddr,
                                                      u32 port)
 {
-    if (!admit(type, state, reason, err, pid, comm, family, raddr, port))
+    if (!admit(type, skaddr, state, reason, err, pid, comm, family, raddr, port))
         return 0;
     struct tte_record *r = reserve();
     if (!r)

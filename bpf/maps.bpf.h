@@ -273,6 +273,13 @@ struct tte_rate {
     u64 count;     /* full records sent in this window */
     u64 seen;      /* events in this window, sent or counted */
     u64 prev_seen; /* events in the previous window */
+    /* The last reset or error report on this CPU, whose partner (the error report a reset
+     * causes, or the reset an abort sends) follows it in the same call chain: the partner
+     * takes the same decision, so one connection's pair is never half sent, half counted. */
+    u64 pair_sk;
+    u64 pair_ns;
+    u8 pair_type;
+    u8 pair_admitted;
 };
 /* rate: per-CPU event counts in 100 ms windows. A CPU whose previous window exceeded its share
  * of TTE_STORM_LIMIT events is in a storm: it sends only TTE_STORM_SAMPLE full records per second

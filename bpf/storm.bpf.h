@@ -9,9 +9,22 @@
 /* A storm key's port with this bit set: the reset, sent with no socket, answered a SYN. */
 #define TTE_STORM_SYN (1u << 16)
 
+/* How long a reset and the error report of the same socket count as one call chain: tcp_reset()
+ * and the timers' abort paths run both in microseconds on one CPU. */
+#define TTE_PAIR_NS 1000000ULL
+
+static __always_inline int pairs(u8 a, u8 b)
+{
+    return (a == TTE_REC_ABORT && (b == TTE_REC_RESET_SENT || b == TTE_REC_RESET_RECEIVED)) ||
+           (b == TTE_REC_ABORT && (a == TTE_REC_RESET_SENT || a == TTE_REC_RESET_RECEIVED));
+}
+
 /* Whether this event may go out as a full record; if not, it has been counted in the storm map
- * under its summary key (or, with that map full, as TTE_STAT_STORM_FULL). */
-static __always_inline int admit(u8 type, u8 state, s32 reason, s32 err, u32 pid, const char *comm,
+ * under its summary key (or, with that map full, as TTE_STAT_STORM_FULL). A reset and the error
+ * report of the same socket take one decision (struct tte_rate's pair_*): user space joins the
+ * two records, or the two buckets (tracer/explain/storm.py join()), into one incident, which a
+ * sent reset and a counted error report would make two. */
+static __always_inline int admit(u8 type, u64 skaddr, u8 state, s32 reason, s32 err, u32 pid, const char *comm,
                                  u16 family, const u8 *raddr, u32 port)
 {
     u32 zero = 0;
@@ -27,12 +40,28 @@ static __always_inline int admit(u8 type, u8 state, s32 reason, s32 err, u32 pid
         rt->seen = 0;
     }
     rt->seen++;
-    u64 limit = rt->prev_seen > TTE_STORM_LIMIT / TTE_STORM_WINDOWS_PER_S
-                    ? (TTE_STORM_SAMPLE + TTE_STORM_WINDOWS_PER_S - 1) / TTE_STORM_WINDOWS_PER_S
-                    : TTE_STORM_LIMIT / TTE_STORM_WINDOWS_PER_S;
-    if (rt->count < limit) {
-        rt->count++;
-        return 1;
+    int paired = skaddr && rt->pair_sk == skaddr && now - rt->pair_ns < TTE_PAIR_NS && pairs(type, rt->pair_type);
+    if (paired) {
+        rt->pair_sk = 0;
+        if (rt->pair_admitted) {
+            rt->count++;
+            return 1;
+        }
+    } else {
+        u64 limit = rt->prev_seen > TTE_STORM_LIMIT / TTE_STORM_WINDOWS_PER_S
+                        ? (TTE_STORM_SAMPLE + TTE_STORM_WINDOWS_PER_S - 1) / TTE_STORM_WINDOWS_PER_S
+                        : TTE_STORM_LIMIT / TTE_STORM_WINDOWS_PER_S;
+        int ok = rt->count < limit;
+        if (skaddr && (type == TTE_REC_ABORT || type == TTE_REC_RESET_SENT || type == TTE_REC_RESET_RECEIVED)) {
+            rt->pair_sk = skaddr;
+            rt->pair_ns = now;
+            rt->pair_type = type;
+            rt->pair_admitted = ok;
+        }
+        if (ok) {
+            rt->count++;
+            return 1;
+        }
     }
     struct tte_storm_key k = {};
     k.type = type;
