@@ -237,7 +237,7 @@ def _print_version(ctx, param, value) -> None:
 @click.option("--storm-limit", type=click.IntRange(STORM_LIMIT_MIN, STORM_LIMIT_MAX), default=5000, show_default=True,
               help="Events per CPU per second explained one by one; beyond it the kernel counts them and "
                    "they are shown as reset_storm summaries (during a storm, 50/s per CPU stay in full).")
-@click.option("--strict", is_flag=True, help="Exit with status 11 if any record was lost.")
+@click.option("--strict", is_flag=True, help="Exit with status 11 if any record was lost or any kernel event was missed.")
 @click.option("--ignore-kernel-reason", is_flag=True, help="Infer reset reasons as on kernels without them.")
 @click.option("--io-hooks/--no-io-hooks", default=None, hidden=True, help="Force the per-I/O fallback hooks.")
 @click.option("--print-program", is_flag=True, hidden=True, help="Print the compiled configuration and exit.")

@@ -264,6 +264,9 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                                "free space on that filesystem or record elsewhere; the events were printed")
     if limits.strict and counters.lost:
         raise RecordsLost(f"{counters.lost} records were lost", "raise --ringbuf-pages")
+    if limits.strict and counters.missed:
+        raise RecordsLost(f"{counters.missed} kernel events were not traced (a BPF program was already running "
+                          "on that CPU)", "run again; fewer other BPF tracing tools on the host make this rarer")
     return summary
 
 
@@ -308,7 +311,7 @@ def _meta(o: Options, capture: Capture) -> dict[str, Any]:
 
 
 def _counters_json(c: Counters) -> dict[str, Any]:
-    return {"lost": c.lost, "filtered": c.filtered, "records": c.records, "unread": c.unread,
+    return {"lost": c.lost, "filtered": c.filtered, "records": c.records, "unread": c.unread, "missed": c.missed,
             "rst_sent_by_reason": c.rst_sent_by_reason, "rst_received": c.rst_received,
             "aborts_by_errno": {str(k): v for k, v in c.aborts_by_errno.items()},
             "kernel_out_rsts": c.kernel_out_rsts}

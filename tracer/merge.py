@@ -81,6 +81,9 @@ def _gaps(rec: recording.Recording) -> tuple[str, ...]:
         lost = _end_counters(rec).get("lost", 0)
         if lost:
             out.append(f"its tracer lost {lost} records (ring buffer full: raise --ringbuf-pages)")
+        missed = _end_counters(rec).get("missed")
+        if missed:
+            out.append(f"its kernel skipped {missed} events (a BPF program was already running on that CPU)")
     if opts.get("pids") or opts.get("comms"):
         out.append("its tracer traced only some processes (--pid/--comm), which can hide a reset sent "
                    "from a socket it no longer had")

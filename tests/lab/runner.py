@@ -78,7 +78,7 @@ class Collector:
         c = self.capture.counters()
         mine = [f"{r.type.name}/{r.state}/{r.errno}" for r in self.snapshot() if r.netns == netns and r.ts_ns >= since_ns]
         return (f"kernel: lost={c.lost} summarized={c.summarized} storm_full={c.storm_full} filtered={c.filtered} "
-                f"aborts_by_errno={c.aborts_by_errno}; read={self.capture.received} "
+                f"aborts_by_errno={c.aborts_by_errno} missed={c.missed_by}; read={self.capture.received} "
                 f"undecodable={self.capture.decode_errors}; collector alive={self._thread.is_alive()}; "
                 f"this namespace since the test began: {mine[-20:]}")
 

@@ -142,6 +142,7 @@ def test_promtool_accepts_the_metrics(exporter):
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "tcptrace_build_info{" in text and "tcptrace_records_lost_total" in text
+    assert 'tcptrace_events_missed_total{tracepoint="tcp:tcp_send_reset"}' in text
 
 
 def test_dashboard_queries_name_metrics_the_exporter_serves(exporter):

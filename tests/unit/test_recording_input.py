@@ -67,6 +67,8 @@ def header_with(**context) -> str:
     (HEADER + '{"end": [1]}\n', 2, "bad end line"),
     (HEADER + '{"end": {"counters": {"lost": "many"}}}\n', 2, "not a count"),
     (HEADER + '{"end": {"counters": {"lost": 1e400}}}\n', 2, "not a count"),
+    (HEADER + '{"end": {"counters": {"missed": -1}}}\n', 2, "counter missed is not a count"),
+    (HEADER + '{"end": {"counters": {"missed": "some"}}}\n', 2, "counter missed is not a count"),
     (HEADER + '{"end": {"local_addrs": "10.0.0.1"}}\n', 2, "wrong type"),
     (HEADER + '{"end": {"netns_names": {"1": 2}}}\n', 2, "wrong type"),
     (HEADER + '{"end": {"cgroups": {"42": 7}}}\n', 2, "bad end line"),
@@ -97,6 +99,17 @@ def test_appended_runs_read_as_one_recording_with_their_counts_added():
     single = read(one)
     assert rec.raw == single.raw * 2 and rec.end["counters"]["lost"] == 4
     assert len(recording.decoded(rec)[0]) == 2 * len(recording.decoded(single)[0])
+
+
+def test_appended_runs_add_their_missed_events_unless_one_run_could_not_count_them():
+    def run(missed) -> str:
+        end = {"counters": {"lost": 0, **({} if missed is False else {"missed": missed})}, "local_addrs": []}
+        return HEADER + "".join(b for b in BODY if not b.startswith('{"end"')) + json.dumps({"end": end}) + "\n"
+    assert read(run(3) + run(4)).end["counters"]["missed"] == 7
+    assert read(run(3) + run(None)).end["counters"]["missed"] is None     # a kernel without the counter
+    assert read(run(3) + run(False)).end["counters"]["missed"] is None    # a run from before the counter
+    from tracer.model.counters import Counters
+    assert Counters.replayed(2, read(run(3) + run(4)).end["counters"]).missed == 7
 
 
 def test_appended_runs_keep_both_runs_owners_of_a_reused_pid():

@@ -4,6 +4,7 @@ service endpoint and process name, so many short-lived processes of one cause ma
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -109,6 +110,8 @@ class _Counters:
     records = lost = filtered = summarized = storm_full = unread = 0
     kernel_out_rsts = None
     explained_sent_here = 0
+    missed = None
+    missed_by: dict = {}
 
 
 def test_console_summary_gives_the_kernels_out_rsts_where_not_every_reset_is_traced():
@@ -136,3 +139,31 @@ def test_console_summary_says_how_many_records_were_left_in_the_ring_at_exit():
     out = io.StringIO()
     ConsoleSink(out=out, color=False).summary(Summary(), counters=_Counters(), seconds=1.0)
     assert "ring buffer at exit" not in out.getvalue()
+
+
+def test_console_and_json_summaries_count_the_kernel_events_no_program_ran_for(capsys):
+    from tracer.model.counters import Counters
+    from tracer.sinks.jsonl import JsonSink
+    by = {"sock:inet_sock_set_state": 36, "tcp:tcp_destroy_sock": 18, "tcp:tcp_send_reset": 0}
+    counters = Counters(lost=0, filtered=0, records=30, socks_insert=0, socks_delete=0, rst_received=0,
+                        rst_sent_by_reason={}, aborts_by_errno={}, states={}, **Counters.missed_fields(by))
+    out = io.StringIO()
+    sink = ConsoleSink(out=out, color=False)
+    sink.summary(Summary(), counters=counters, seconds=1.0)
+    sink.status("12:00:00", Summary(), counters)
+    flat = " ".join(out.getvalue().split())
+    assert "54 kernel events were not traced (sock:inet_sock_set_state 36, tcp:tcp_destroy_sock 18)" in flat, flat
+    assert "already running on that CPU" in flat, flat
+    assert "kernel events missed 54" in capsys.readouterr().err      # the status line
+    err = io.StringIO()
+    JsonSink(out=io.StringIO(), err=err).summary(Summary(), counters=counters, seconds=1.0)
+    got = json.loads(err.getvalue())
+    assert got["missed"] == 54 and got["missed_by"] == by
+    # none missed, or a kernel without the counter: nothing said, and null in JSON
+    for fields in (Counters.missed_fields({"tcp:tcp_send_reset": 0}), Counters.missed_fields(None)):
+        quiet = Counters(lost=0, filtered=0, records=30, socks_insert=0, socks_delete=0, rst_received=0,
+                         rst_sent_by_reason={}, aborts_by_errno={}, states={}, **fields)
+        out = io.StringIO()
+        ConsoleSink(out=out, color=False).summary(Summary(), counters=quiet, seconds=1.0)
+        assert "not traced" not in out.getvalue()
+    assert Counters.missed_fields(None) == {"missed": None, "missed_by": {}}

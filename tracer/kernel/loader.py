@@ -10,6 +10,7 @@ import ctypes
 import os
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from tracer.kernel import proginfo
 from tracer.model import abi
 from tracer.model.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
 from tracer.kernel.program import Program
@@ -171,6 +172,27 @@ class Loader:
             out[k.value] = sum(per_cpu)
         return out
 
+    def missed(self) -> Optional[dict[str, int]]:
+        """Events each attached program was not run for (tracer/kernel/proginfo.py), by
+        tracepoint ("tcp:tcp_send_reset", "inet_sk_error_report (raw)"); None where the kernel
+        keeps no such counter."""
+        out: dict[str, int] = {}
+        for name, fn in self._bpf.funcs.items():
+            n = proginfo.misses(fn.fd)
+            if n is None:
+                return None
+            out[tracepoint_of(name.decode() if isinstance(name, bytes) else str(name))] = n
+        return out
+
+    def program_ids(self) -> dict[str, int]:
+        """Each attached program's kernel id, by tracepoint (what bpftool shows)."""
+        out: dict[str, int] = {}
+        for name, fn in self._bpf.funcs.items():
+            got = proginfo.info(fn.fd)
+            if got is not None:
+                out[tracepoint_of(name.decode() if isinstance(name, bytes) else str(name))] = got[0]
+        return out
+
     def active_closes(self) -> ActiveCloses:
         """(pid, family, raddr bytes, rport) -> (connections closed first, process name)."""
         out: ActiveCloses = {}
@@ -211,6 +233,15 @@ class Loader:
 
     def table_max(self, name: str) -> int:
         return int(self._bpf[name.encode()].max_entries)
+
+
+def tracepoint_of(func: str) -> str:
+    """BCC's function name of a probe as the tracepoint it is attached to."""
+    if func.startswith("raw_tracepoint__"):
+        return func[len("raw_tracepoint__"):] + " (raw)"
+    if func.startswith("tracepoint__"):
+        return func[len("tracepoint__"):].replace("__", ":", 1)
+    return func
 
 
 def _release_compiler_heap() -> None:

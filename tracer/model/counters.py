@@ -31,6 +31,16 @@ class Counters:
     # Records the kernel wrote into the ring that the tracer had not read when it exited: the
     # load went on through the final drain (tracer/live.py DRAIN_S). Neither lost nor explained.
     unread: int = 0
+    # Kernel events a program was not run for (tracer/kernel/proginfo.py): no record of them
+    # exists. None where the kernel keeps no such counter (before 5.12). By tracepoint in a live
+    # run; a recording keeps the total only.
+    missed: Optional[int] = None
+    missed_by: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def missed_fields(cls, by: Optional[dict[str, int]]) -> dict[str, Any]:
+        """The missed counters from a live capture's per-tracepoint counts."""
+        return {"missed": None, "missed_by": {}} if by is None else {"missed": sum(by.values()), "missed_by": by}
 
     def without(self, dropped: Mapping[tuple[str, str], int]) -> "Counters":
         """These counters with the records user space filtered out moved to `filtered`: the
@@ -56,6 +66,7 @@ class Counters:
     @classmethod
     def replayed(cls, records: int, end: dict[str, Any]) -> "Counters":
         """What a recording's end line kept of a live run's counters."""
+        missed = end.get("missed")
         return cls(lost=end.get("lost", 0), filtered=end.get("filtered", 0), records=records,
                    socks_insert=0, socks_delete=0, rst_received=0, rst_sent_by_reason={},
-                   aborts_by_errno={}, states={})
+                   aborts_by_errno={}, states={}, missed=missed)

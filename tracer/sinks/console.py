@@ -29,6 +29,9 @@ from tracer.sinks import layout
 MAX_BLOCKS_PER_S = 10
 UNWRAPPED = 100_000    # rich's width when not a terminal: tables and lines are never wrapped
 LOSS_HINT = "raise --ringbuf-pages"
+# tracer/kernel/proginfo.py: the kernel did not run a program because a BPF program was running
+MISSED_HINT = ("the kernel skipped them because a BPF program (this one's or another tool's) was already "
+               "running on that CPU; no option raises this")
 
 
 def _isatty(f: IO[str]) -> bool:
@@ -66,7 +69,7 @@ class ConsoleSink:
         self._status_console = self.console if self.tty else _Console(
             file=whole(err or sys.stderr), highlight=False, soft_wrap=True, force_terminal=color, no_color=color is False)
         # what the status line said last; at the start: nothing yet (so a quiet run prints none)
-        self._last_status: tuple[Any, ...] = ((), 0, 0, 0)
+        self._last_status: tuple[Any, ...] = ((), 0, 0, 0, 0)
         self._header_done = False
         self._window = ""
         self._shown = 0
@@ -158,7 +161,8 @@ class ConsoleSink:
     def status(self, since: str, summary: Summary, counters: Counters) -> None:
         """On the terminal (else on stderr), and only when a number in it changed since the
         last one (or since the start)."""
-        key = (tuple(sorted(summary.by_event.items())), counters.records, counters.summarized, counters.lost)
+        key = (tuple(sorted(summary.by_event.items())), counters.records, counters.summarized, counters.lost,
+               counters.missed or 0)
         if key == self._last_status:
             return
         self._last_status = key
@@ -167,6 +171,8 @@ class ConsoleSink:
                  f"{counters.summarized}, lost {counters.lost}", style="dim")
         if counters.lost:
             t.append(f" ({LOSS_HINT})", style="bold red")
+        if counters.missed:
+            t.append(f", kernel events missed {counters.missed}", style="bold red")
         self._say(t, console=self._status_console)
 
     def summary(self, summary: Summary, counters: Counters, seconds: float,
@@ -181,6 +187,10 @@ class ConsoleSink:
                          style="dim"))
         if counters.lost:
             self._say(Text(f"  {counters.lost} records were lost: {LOSS_HINT}", style="bold red"))
+        if counters.missed:
+            by = ", ".join(f"{tp} {n}" for tp, n in sorted(counters.missed_by.items()) if n)
+            self._say(Text(f"  {counters.missed} kernel events were not traced{f' ({by})' if by else ''}: {MISSED_HINT}",
+                           style="bold red"))
         if counters.unread:
             self._say(Text(f"  {counters.unread} records were still in the ring buffer at exit (the load went on "
                            "while the tracer stopped): not explained", style="bold red"))

@@ -319,6 +319,14 @@ class KernelCollector:
         yield CounterMetricFamily(f"{PREFIX}_records", "Records the kernel side submitted.", value=c.records)
         yield CounterMetricFamily(f"{PREFIX}_records_lost", "Records lost because the ring buffer was "
                                   "full (raise --ringbuf-pages).", value=c.lost)
+        if c.missed is not None:
+            missed = CounterMetricFamily(f"{PREFIX}_events_missed", "Kernel events a program was not run for "
+                                         "because a BPF program was already running on that CPU: no record of "
+                                         "them exists (counted for raw tracepoints since Linux 5.12, for "
+                                         "tracepoints since 6.7).", labels=["tracepoint"])
+            for tp, n in sorted(c.missed_by.items()):
+                missed.add_metric([tp], n)
+            yield missed
         yield CounterMetricFamily(f"{PREFIX}_records_filtered", "Events dropped in the kernel by filters.",
                                   value=c.filtered)
         yield CounterMetricFamily(f"{PREFIX}_records_summarized", "Events over the per-CPU rate, counted in "

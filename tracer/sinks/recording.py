@@ -331,8 +331,10 @@ class Reader:
                     History.entries_from_json(end.get(by_time), end.get(flat), _PID_VALUES[flat], by_time)
         except ValueError as exc:
             raise RecordingInvalid(f"{where}: bad end line ({exc})") from None
-        for k in ("lost", "filtered", "records"):
+        for k in ("lost", "filtered", "records", "missed"):
             v = counters.get(k, 0)
+            if k == "missed" and v is None:
+                continue        # a kernel without the counter
             if type(v) is not int or not 0 <= v < _MAX_COUNT:
                 raise RecordingInvalid(f"{where}: bad end line (counter {k} is not a count)")
         if self.end is None:
@@ -344,6 +346,10 @@ class Reader:
         merged = dict(counters)
         for k in ("lost", "filtered", "records"):
             merged[k] = old.get(k, 0) + counters.get(k, 0)
+        if old.get("missed") is None or counters.get("missed") is None:
+            merged["missed"] = None
+        else:
+            merged["missed"] = old["missed"] + counters["missed"]
         self.end = {**self.end, **end, "counters": merged,
                     "local_addrs": sorted(set(self.end.get("local_addrs", [])) | set(addrs)),
                     "netns_names": {**self.end.get("netns_names", {}), **names},
