@@ -120,3 +120,21 @@ def test_a_long_storm_never_sends_half_of_a_refused_connect(tmp_path):
     assert len(full) >= 10, (len(full), live)     # the storm was sampled in many windows
     assert kinds <= {("reset_sent", None), ("reset_received", "ECONNREFUSED")}, kinds
     assert live["summary"]["by_verdict"] == {"connection_refused": done, "port_closed": done}, (done, live)
+
+
+def test_strict_exits_11_when_the_ring_buffer_lost_records(tmp_path):
+    # One page of ring buffer (about 20 records) and no storm summaries: a burst of refused
+    # connects outruns the reader. --strict turns the counted loss into exit status 11.
+    port = closed_port()
+    t = Tracer(tmp_path, "--json", "--port", str(port), "--ringbuf-pages", "1", "--storm-limit", "1000000", "--strict")
+    t.wait_ready(time.monotonic() + 120)
+    for _ in range(CONNECTS):
+        refused(port)
+    time.sleep(1.0)
+    t.p.send_signal(signal.SIGTERM)
+    out, err = t.p.communicate(timeout=60)
+    live = summary_of(err)
+    assert live["lost"] > 0, live
+    assert t.p.returncode == 11, err[-2000:]
+    assert f"{live['lost']} records were lost" in err and "--ringbuf-pages" in err, err[-2000:]
+    assert "Traceback" not in err
