@@ -19,7 +19,7 @@ import pickle
 import signal
 import sys
 import traceback
-from typing import IO, Any, BinaryIO, Callable, Optional
+from typing import IO, Any, BinaryIO, Callable, Optional, Union
 
 from tracer.model.errors import TteError
 
@@ -137,24 +137,38 @@ class Forked:
         return value
 
 
-def start(handler: Handler) -> Forked:
+def start(handler: Handler) -> Union[Forked, OSError]:
     """Fork a child that calls handler(kind, payload) for each message sent, in order; the
-    value it returns for the END message is finish()'s."""
+    value it returns for the END message is finish()'s. The OSError instead where no pipe or
+    process could be made (a pids cgroup or RLIMIT_NPROC at its limit, out of descriptors):
+    the caller does the work itself."""
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
-    down_r, down_w = os.pipe()
+    fds: list[int] = []
+    try:
+        fds.extend(os.pipe())
+    except OSError as exc:
+        return exc
+    down_r, down_w = fds
     try:
         # Room for a whole message in the pipe (a chunk's settled cases pickle to about 1 MB), so
         # this process goes on with the next chunk while the child works on the last one.
         fcntl.fcntl(down_w, fcntl.F_SETPIPE_SZ, _PIPE_BUFFER)
-    except OSError:
-        pass    # capped by fs.pipe-max-size: a smaller pipe only overlaps the two less
-    up_r, up_w = os.pipe()
+    except (OSError, AttributeError):
+        pass    # capped by fs.pipe-max-size (or no F_SETPIPE_SZ): a smaller pipe only overlaps the two less
     # Ctrl-C is held off across the fork: a child interrupted before its try below would run
     # on in the parent's code. Each side takes it again once it is set up.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    pid = os.fork()
+    try:
+        fds.extend(os.pipe())
+        pid = os.fork()
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return exc
+    up_r, up_w = fds[2], fds[3]
     if pid == 0:   # pragma: no cover - the child; its work is checked through the parent
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -172,8 +172,13 @@ def _replay(reader: recording.Reader, end: Optional[dict[str, Any]], sink: Sink,
     pipe = Pipeline(recording.peer_check(end), owners, attribution,
                     RecordedFacts.from_end(recording.end_of(end).get("runtimes")))
     explaining = Explaining(sink, event_filter, attribution)
-    out: Any = _ToChild(forked.start(explaining.handle), event_filter.scope) if processes == 2 \
-        else _InProcess(explaining)
+    out: Any = _InProcess(explaining)
+    if processes == 2:
+        child = forked.start(explaining.handle)
+        if isinstance(child, OSError):
+            sink.notice(f"replay: no second process ({child.strerror or child}); explaining in this one")
+        else:
+            out = _ToChild(child, event_filter.scope)
     try:
         storms: list[list[StormCount]] = []
         reader.on_storm = storms.append

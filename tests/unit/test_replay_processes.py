@@ -272,3 +272,28 @@ def test_pids_learnt_for_children_filter_the_same_in_two_processes(tmp_path):
         got.append([(e["pid"], e["comm"]) for e in map(json.loads, open(path).read().splitlines())])
     assert got[0] == [(W1, "nginx"), (W2, "nginx")]
     assert got[1] == got[0]
+
+
+def test_no_second_process_at_the_process_limit_replays_in_one(big):
+    """At RLIMIT_NPROC (or a full pids cgroup) fork() fails with EAGAIN: the replay says so
+    and explains in its own process, printing what one process prints."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run as another user with a process limit")
+    import shutil
+    import tempfile
+    shared = tempfile.mkdtemp(prefix="tte-nproc-", dir="/tmp")     # pytest's own is root's alone
+    try:
+        os.chmod(shared, 0o755)
+        path = os.path.join(shared, "big.jsonl")
+        shutil.copyfile(big, path)
+        os.chmod(path, 0o644)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "prlimit", "--nproc=1:1"]
+        two = subprocess.run([*as_nobody, *CLI, "--json", "--processes", "2", path], cwd=REPO,
+                             capture_output=True, timeout=120)
+        one = run("--json", "--processes", "1", path)
+    finally:
+        shutil.rmtree(shared)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert b"replay: no second process (Resource temporarily unavailable); explaining in this one" in two.stderr
+    assert two.stdout == one.stdout and len(one.stdout.splitlines()) > 10_000
+    assert b"Traceback" not in two.stderr
