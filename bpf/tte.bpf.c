@@ -432,8 +432,12 @@ RAW_TRACEPOINT_PROBE(inet_sk_error_report)
     u64 now = bpf_ktime_get_ns();
     struct tte_who w;
     who_owns(&w, key, sk);
-    u16 lport = rd_u16(sk, TTE_OFF_SKC_NUM);
-    u16 rport = bpf_ntohs(rd_u16(sk, TTE_OFF_SKC_DPORT));
+    /* The ports from the table where it has the socket: tcp_done() has unhashed it (local port
+     * 0) and tcp_disconnect() cleared the remote one by now, which would fail --port and key
+     * the storm bucket apart from its reset's. */
+    int known = w.s && w.s->lport;
+    u16 lport = known ? w.s->lport : rd_u16(sk, TTE_OFF_SKC_NUM);
+    u16 rport = known ? w.s->rport : bpf_ntohs(rd_u16(sk, TTE_OFF_SKC_DPORT));
     if (not_ours(w.pid, w.comm, w.netns, lport, rport, w.s))
         return 0;
     if (err < 160)
