@@ -41,11 +41,12 @@ static __always_inline void stamp_current(struct tte_record *r, u64 now)
  * storm bucket, or lost: both counted). The storm key takes the owner, the remote address and
  * the service port (with TTE_STORM_SYN: a socketless reset answered a SYN); the caller fills in
  * the rest and calls submit(). */
-static __always_inline struct tte_record *emit_begin(u8 type, u64 skaddr, u8 state, s32 reason, s32 err, u64 now,
+static __always_inline struct tte_record *emit_begin(u8 type, u64 skaddr, struct tte_sock *s, u8 state, s32 reason,
+                                                     s32 err, u64 now,
                                                      u32 pid, const char *comm, u16 family, const u8 *raddr,
                                                      u32 port)
 {
-    if (!admit(type, skaddr, state, reason, err, pid, comm, family, raddr, port))
+    if (!admit(type, skaddr, s, state, reason, err, pid, comm, family, raddr, port))
         return 0;
     struct tte_record *r = reserve();
     if (!r)

@@ -37,6 +37,10 @@ struct tte_sock {
     u8 raddr[16];
     char comm[TTE_COMM_LEN];
     char thread[TTE_COMM_LEN];
+    /* The storm decision of this socket's last reset or error report, for its partner
+     * (bpf/storm.bpf.h admit()): pair_type 0 is none. In what was the struct's tail padding. */
+    u8 pair_type;
+    u8 pair_admitted;
 };
 
 /* A destroyed connection, kept so a reset sent later for its 4-tuple (by the timewait socket
@@ -273,9 +277,8 @@ struct tte_rate {
     u64 count;     /* full records sent in this window */
     u64 seen;      /* events in this window, sent or counted */
     u64 prev_seen; /* events in the previous window */
-    /* The last reset or error report on this CPU, whose partner (the error report a reset
-     * causes, or the reset an abort sends) follows it in the same call chain: the partner
-     * takes the same decision, so one connection's pair is never half sent, half counted. */
+    /* For a socket without a table entry: the last reset or error report on this CPU, whose
+     * partner follows it in the same call chain (bpf/storm.bpf.h admit()). */
     u64 pair_sk;
     u64 pair_ns;
     u8 pair_type;

@@ -145,7 +145,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         /* A socket that predates the tracer: report the change with what the event itself has. */
         if (filtered_out(0, 0, sk_netns(sk), sport, dport, 0))
             return 0;
-        struct tte_record *r = emit_begin(TTE_REC_STATE, key, ns, -1, 0, now, 0, 0, family, 0, sport);
+        struct tte_record *r = emit_begin(TTE_REC_STATE, key, 0, ns, -1, 0, now, 0, 0, family, 0, sport);
         if (!r)
             return 0;
         r->old_state = os;
@@ -199,7 +199,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         stat_inc(TTE_STAT_STATE_BASE + os * 16 + ns);
 
 #if TTE_EMIT_STATES
-    struct tte_record *r = emit_begin(TTE_REC_STATE, key, ns, -1, 0, now, s->pid, s->comm, s->family, s->raddr,
+    struct tte_record *r = emit_begin(TTE_REC_STATE, key, 0, ns, -1, 0, now, s->pid, s->comm, s->family, s->raddr,
                                       sport);
     if (!r)
         return 0;
@@ -337,7 +337,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
         stat_inc(TTE_STAT_RST_SENT_BASE + reason);
     else
         stat_inc(TTE_STAT_RST_SENT_BASE + 63);
-    struct tte_record *r = emit_begin(TTE_REC_RESET_SENT, key, state, reason, 0, now, pid, comm, t.family,
+    struct tte_record *r = emit_begin(TTE_REC_RESET_SENT, key, s, state, reason, 0, now, pid, comm, t.family,
                                       t.raddr, sk || c ? service_port(c ? &c->sock : s, t.lport, t.rport)
                                                        : no_socket_service_port(skb, t.lport, t.rport));
     if (!r)
@@ -392,7 +392,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
         __builtin_memcpy(ra, args->daddr_v6, 16);
     else
         __builtin_memcpy(ra, args->daddr, 4);
-    struct tte_record *r = emit_begin(TTE_REC_RESET_RECEIVED, key, rstate, -1, 0, now, w.pid, w.comm,
+    struct tte_record *r = emit_begin(TTE_REC_RESET_RECEIVED, key, w.s, rstate, -1, 0, now, w.pid, w.comm,
                                       family, ra, service_port(w.s, sport, dport));
     if (!r)
         return 0;
@@ -442,7 +442,7 @@ RAW_TRACEPOINT_PROBE(inet_sk_error_report)
         return 0;
     if (err < 160)
         stat_inc(TTE_STAT_ABORT_BASE + err);
-    struct tte_record *r = emit_begin(TTE_REC_ABORT, key, rd_u8(sk, TTE_OFF_SKC_STATE), -1, err, now, w.pid, w.comm,
+    struct tte_record *r = emit_begin(TTE_REC_ABORT, key, w.s, rd_u8(sk, TTE_OFF_SKC_STATE), -1, err, now, w.pid, w.comm,
                                       family, w.s ? w.s->raddr : 0, service_port(w.s, lport, rport));
     if (!r)
         return 0;

@@ -184,6 +184,30 @@ def linger_closes(topo, count: int, pace_s: float) -> int:
     return done
 
 
+def test_a_linger_storm_is_one_incident_per_connection_on_each_side(tmp_path):
+    # The closer's reset and its own error report (tcp_disconnect(), process context: the
+    # peer's reset and error report run in softirqs between the two on the same CPU) must take
+    # one storm decision, and their buckets must join: before, each close was also an
+    # 'unknown' abort, and the peer's error reports (their local port already cleared) were
+    # keyed apart from its resets.
+    from tests.lab.netns import Topology
+
+    with Topology.pair() as topo:
+        t = Tracer(tmp_path, "--json", "--netns", f"{topo.client.name},{topo.server.name}", "--storm-limit", "10")
+        t.wait_ready(time.monotonic() + 120)
+        done = linger_closes(topo, 2000, 0.001)
+        time.sleep(2.5)                       # storm buckets are drained once a second
+        t.p.send_signal(signal.SIGTERM)
+        out, err = t.p.communicate(timeout=60)
+    assert t.p.returncode == 0, err[-2000:]
+    live = summary_of(err)
+    assert live["summarized"] > done, live
+    assert live["summary"]["by_verdict"] == {"linger_abort": done, "peer_abort": done}, (done, live)
+    full = [json.loads(line) for line in out.splitlines()]
+    assert len(full) >= 10
+    assert {(e["event"], e.get("errno")) for e in full} <= {("reset_sent", "ECONNRESET"), ("reset_received", "ECONNRESET")}
+
+
 def test_port_filter_keeps_the_error_report_of_a_socket_its_reset_cleared(tmp_path):
     # tcp_done() unhashes the socket (local port 0) before the error report; the filter took
     # the ports from the socket and dropped it: the peer's reset had no errno under --port.

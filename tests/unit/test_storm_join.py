@@ -97,3 +97,30 @@ def test_a_bad_storm_line_is_a_bad_recording_with_its_line(bad):
     with pytest.raises(RecordingInvalid) as err:
         recording.read(io.BytesIO((text + json.dumps(bad) + "\n").encode()), "x.jsonl")
     assert f"x.jsonl:{n}: bad storm line" in err.value.message
+
+
+# What the kernel counted for 100 SO_LINGER 0 closes by pid 7 of connections to 10.0.0.2:8080,
+# whose server (no process known) got the resets: as a linger storm in two namespaces gave them.
+LINGER = [
+    bucket(RecordType.RESET_SENT, 100, state="CLOSE", reason="TCP_STATE", pid=7, comm="python"),
+    bucket(RecordType.ABORT, 100, state="CLOSE", errno="ECONNRESET", pid=7, comm="python"),
+    bucket(RecordType.RESET_RECEIVED, 100, state="ESTABLISHED", raddr="10.0.0.1"),
+    bucket(RecordType.ABORT, 100, state="CLOSE", errno="ECONNRESET", raddr="10.0.0.1"),
+]
+
+
+def test_a_linger_close_is_one_incident_on_each_side():
+    joined = join(LINGER)
+    assert verdicts(joined) == {"linger_abort": 100, "peer_abort": 100}
+    assert {(b.type, b.errno) for b in joined} == {(RecordType.RESET_SENT, "ECONNRESET"),
+                                                   (RecordType.RESET_RECEIVED, "ECONNRESET")}
+    # before: the closer's own error reports were 100 incidents more
+    assert sum(verdicts(LINGER).values()) == 400
+
+
+def test_a_timeout_without_a_reset_is_not_folded_into_a_socketless_reset():
+    # retransmission timeouts (ETIMEDOUT, no reset) next to resets sent with no socket to the
+    # same end: nothing ties them, both stay
+    buckets = [bucket(RecordType.RESET_SENT, 50, reason="NO_SOCKET", state="CLOSE", pid=7, comm="python"),
+               bucket(RecordType.ABORT, 30, state="ESTABLISHED", errno="ETIMEDOUT", pid=7, comm="python")]
+    assert sum(b.count for b in join(buckets)) == 80

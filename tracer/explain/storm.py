@@ -102,34 +102,47 @@ class StormCount:
 # What tcp_reset() reports to the application: the abort (error report) of a socket whose
 # reset was received is part of that reset's incident, not an incident of its own.
 RESET_ERRNOS = frozenset({"ECONNREFUSED", "ECONNRESET", "EPIPE"})
+# What a socket that sent its own reset reports: tcp_disconnect() (an SO_LINGER 0 close,
+# connect(AF_UNSPEC)) ECONNRESET, the keepalive and user timeouts ETIMEDOUT, tcp_abort()
+# (ss -K) ECONNABORTED. Part of the sent reset's incident.
+SENT_ERRNOS = frozenset({"ECONNRESET", "ETIMEDOUT", "ECONNABORTED"})
 
 
 def join(buckets: list[StormCount]) -> list[StormCount]:
     """One incident per connection, as outside a storm: the kernel counts each record type in
-    its own bucket, so a refused connect is a received reset AND an abort. An abort bucket with
-    the errno of a reset is folded into the received-reset bucket of the same owner and remote
-    end (that bucket takes its errno); only the abort count beyond it stays an abort. (Whether
-    a sent reset with no socket answered a SYN, port_closed, is in the kernel's key itself.)"""
+    its own bucket, so a refused connect is a received reset AND an abort, and an SO_LINGER 0
+    close a sent reset AND an abort. An abort bucket with the errno of a reset is folded into
+    the received-reset bucket of the same owner and remote end, then what is left of it into
+    the sent-reset bucket of a socket of that end (either takes its errno); only the abort
+    count beyond them stays an abort. (Whether a sent reset with no socket answered a SYN,
+    port_closed, is in the kernel's key itself.)"""
     def end(b: StormCount) -> tuple[Any, ...]:
         return (b.pid, b.comm, b.raddr, b.port, b.family)
 
-    received: dict[tuple[Any, ...], int] = {}
-    for i, b in enumerate(buckets):
-        if b.type is RecordType.RESET_RECEIVED:
-            received.setdefault(end(b), i)
     out = list(buckets)
-    absorbed: dict[int, int] = {}          # received-reset bucket -> aborts folded into it
-    for i, b in enumerate(buckets):
-        j = received.get(end(b))
-        if b.type is not RecordType.ABORT or b.errno not in RESET_ERRNOS or j is None:
-            continue
-        take = min(out[j].count - absorbed.get(j, 0), b.count)
-        if take <= 0:
-            continue
-        out[j] = dataclasses.replace(out[j], errno=out[j].errno or b.errno)
-        absorbed[j] = absorbed.get(j, 0) + take
-        out[i] = dataclasses.replace(b, count=b.count - take)
+    for partner, errnos in ((RecordType.RESET_RECEIVED, RESET_ERRNOS), (RecordType.RESET_SENT, SENT_ERRNOS)):
+        into: dict[tuple[Any, ...], int] = {}
+        for i, b in enumerate(out):
+            if b.type is partner and (partner is RecordType.RESET_RECEIVED or _of_a_socket(b)):
+                into.setdefault(end(b), i)
+        absorbed: dict[int, int] = {}          # reset bucket -> aborts folded into it
+        for i, b in enumerate(out):
+            j = into.get(end(b))
+            if b.type is not RecordType.ABORT or b.errno not in errnos or j is None or not b.count:
+                continue
+            take = min(out[j].count - absorbed.get(j, 0), b.count)
+            if take <= 0:
+                continue
+            out[j] = dataclasses.replace(out[j], errno=out[j].errno or b.errno)
+            absorbed[j] = absorbed.get(j, 0) + take
+            out[i] = dataclasses.replace(b, count=b.count - take)
     return [b for b in out if b.count]
+
+
+def _of_a_socket(b: StormCount) -> bool:
+    """A sent reset of a full socket, which reports an error to its owner: not one sent with no
+    socket or from TIME_WAIT (those have no owner to tell)."""
+    return not b.syn and b.reason != "NO_SOCKET" and b.state not in (None, "TIME_WAIT")
 
 
 def decode_bucket(key: dict[str, Any], count: int, ctx: DecodeContext) -> StormCount:
