@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from tracer.kernel.host import release_at_least
+
 pytestmark = pytest.mark.scenario
 
 
@@ -77,11 +79,15 @@ def test_missed_events_are_the_kernels_count_for_each_program(capture):
     shown = {p["id"]: p for p in json.loads(subprocess.run(["bpftool", "prog", "show", "--json"], check=True,
                                                             capture_output=True, text=True).stdout)}
     print(f"\n{made} connects; missed {counters.missed}: {counters.missed_by}")
-    assert counters.missed is not None and set(counters.missed_by) == set(ids)
-    assert "tcp:tcp_send_reset" in ids and "inet_sk_error_report (raw)" in ids
+    assert counters.missed is not None and set(counters.missed_by) | set(counters.missed_uncounted) == set(ids)
+    assert "tcp:tcp_send_reset" in ids and "inet_sk_error_report (raw)" in counters.missed_by
+    # classic tracepoints' skips are counted since 6.7; before, they are not shown as 0
+    assert ("tcp:tcp_send_reset" in counters.missed_by) == release_at_least(6, 7)
     for tp, prog_id in ids.items():
+        if tp not in counters.missed_by:
+            continue
         p = shown[prog_id]
         # the same program: bpftool names it by its function, which ends in the event's name
         assert p["name"].endswith(tp.split(":")[-1].replace(" (raw)", "")), (tp, p["name"])
         assert counters.missed_by[tp] == p.get("recursion_misses", 0), (tp, p)
-    assert counters.missed == sum(p.get("recursion_misses", 0) for p in (shown[i] for i in ids.values()))
+    assert counters.missed == sum(shown[ids[tp]].get("recursion_misses", 0) for tp in counters.missed_by)

@@ -112,6 +112,7 @@ class _Counters:
     explained_sent_here = 0
     missed = None
     missed_by: dict = {}
+    missed_uncounted = ()
 
 
 def test_console_summary_gives_the_kernels_out_rsts_where_not_every_reset_is_traced():
@@ -166,4 +167,20 @@ def test_console_and_json_summaries_count_the_kernel_events_no_program_ran_for(c
         out = io.StringIO()
         ConsoleSink(out=out, color=False).summary(Summary(), counters=quiet, seconds=1.0)
         assert "not traced" not in out.getvalue()
-    assert Counters.missed_fields(None) == {"missed": None, "missed_by": {}}
+    assert Counters.missed_fields(None) == {"missed": None, "missed_by": {}, "missed_uncounted": ()}
+
+
+def test_a_kernel_that_does_not_count_tracepoint_skips_is_said_so_not_shown_as_zero():
+    from tracer.kernel.host import release_at_least
+    from tracer.model.counters import Counters
+    assert release_at_least(6, 7, "6.18.0-1-amd64") and release_at_least(6, 7, "7.0.1")
+    assert not release_at_least(6, 7, "6.1.0-57-amd64") and not release_at_least(6, 7, "5.15.0")
+    assert not release_at_least(6, 7, "weird")
+    fields = Counters.missed_fields({"inet_sk_error_report (raw)": 0}, ("tcp:tcp_send_reset",))
+    counters = Counters(lost=0, filtered=0, records=3, socks_insert=0, socks_delete=0, rst_received=0,
+                        rst_sent_by_reason={}, aborts_by_errno={}, states={}, **fields)
+    out = io.StringIO()
+    ConsoleSink(out=out, color=False).summary(Summary(), counters=counters, seconds=1.0)
+    flat = " ".join(out.getvalue().split())
+    assert "does not count the events it skips for tracepoints" in flat and "tcp:tcp_send_reset" in flat
+    assert counters.missed == 0 and counters.missed_by == {"inet_sk_error_report (raw)": 0}

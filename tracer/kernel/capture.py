@@ -136,7 +136,7 @@ class Capture:
                         socks_insert=s[at["SOCKS_INSERT"]], socks_delete=s[at["SOCKS_DELETE"]],
                         rst_received=s[at["RST_RECEIVED"]], rst_sent_by_reason=sent, aborts_by_errno=aborts,
                         states=states, summarized=s[at["SUMMARIZED"]], storm_full=s[at["STORM_FULL"]],
-                        **Counters.missed_fields(self._loader.missed()))
+                        **Counters.missed_fields(*self._loader.missed()))
 
     def refresh_children(self) -> set[int]:
         """--children: the traced processes' descendants now, also handed to the kernel filter

@@ -20,6 +20,14 @@ def release() -> str:
     return os.uname().release
 
 
+def release_at_least(major: int, minor: int, rel: Optional[str] = None) -> bool:
+    """Whether the kernel release (e.g. "6.1.0-57-amd64") is at least major.minor. Only for
+    what no tracefs format or BTF shows, such as which skips the kernel counts; a release that
+    does not parse counts as older."""
+    m = re.match(r"(\d+)\.(\d+)", rel if rel is not None else release())
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (major, minor)
+
+
 def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
     """This boot of this machine: the same for every tracer on it, different on any other host
     (and after a reboot), whatever the hostnames. Empty if unreadable."""

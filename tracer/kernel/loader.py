@@ -10,7 +10,7 @@ import ctypes
 import os
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from tracer.kernel import proginfo
+from tracer.kernel import host, proginfo
 from tracer.model import abi
 from tracer.model.errors import BccMissing, HeadersMissing, NotPrivileged, ProgramLoadFailed
 from tracer.kernel.program import Program
@@ -172,17 +172,24 @@ class Loader:
             out[k.value] = sum(per_cpu)
         return out
 
-    def missed(self) -> Optional[dict[str, int]]:
+    def missed(self) -> tuple[Optional[dict[str, int]], tuple[str, ...]]:
         """Events each attached program was not run for (tracer/kernel/proginfo.py), by
-        tracepoint ("tcp:tcp_send_reset", "inet_sk_error_report (raw)"); None where the kernel
-        keeps no such counter."""
+        tracepoint ("tcp:tcp_send_reset", "inet_sk_error_report (raw)"), None where the kernel
+        keeps no such counter; and the programs whose skips this kernel does not count (classic
+        tracepoints before 6.7: their 0 would mean nothing)."""
         out: dict[str, int] = {}
+        uncounted: list[str] = []
+        counts_tracepoints = host.release_at_least(6, 7)
         for name, fn in self._bpf.funcs.items():
+            func = name.decode() if isinstance(name, bytes) else str(name)
             n = proginfo.misses(fn.fd)
             if n is None:
-                return None
-            out[tracepoint_of(name.decode() if isinstance(name, bytes) else str(name))] = n
-        return out
+                return None, ()
+            if func.startswith("tracepoint__") and not counts_tracepoints:
+                uncounted.append(tracepoint_of(func))
+                continue
+            out[tracepoint_of(func)] = n
+        return out, tuple(sorted(uncounted))
 
     def program_ids(self) -> dict[str, int]:
         """Each attached program's kernel id, by tracepoint (what bpftool shows)."""

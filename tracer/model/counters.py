@@ -36,11 +36,15 @@ class Counters:
     # run; a recording keeps the total only.
     missed: Optional[int] = None
     missed_by: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Tracepoints whose skips this kernel does not count (before 6.7): missed says nothing of them.
+    missed_uncounted: tuple[str, ...] = ()
 
     @classmethod
-    def missed_fields(cls, by: Optional[dict[str, int]]) -> dict[str, Any]:
+    def missed_fields(cls, by: Optional[dict[str, int]], uncounted: tuple[str, ...] = ()) -> dict[str, Any]:
         """The missed counters from a live capture's per-tracepoint counts."""
-        return {"missed": None, "missed_by": {}} if by is None else {"missed": sum(by.values()), "missed_by": by}
+        if by is None:
+            return {"missed": None, "missed_by": {}, "missed_uncounted": ()}
+        return {"missed": sum(by.values()), "missed_by": by, "missed_uncounted": uncounted}
 
     def without(self, dropped: Mapping[tuple[str, str], int]) -> "Counters":
         """These counters with the records user space filtered out moved to `filtered`: the

@@ -191,6 +191,10 @@ class ConsoleSink:
             by = ", ".join(f"{tp} {n}" for tp, n in sorted(counters.missed_by.items()) if n)
             self._say(Text(f"  {counters.missed} kernel events were not traced{f' ({by})' if by else ''}: {MISSED_HINT}",
                            style="bold red"))
+        if counters.missed_uncounted:
+            self._say(Text("  this kernel does not count the events it skips for tracepoints (Linux 6.7 and later "
+                           f"do): missed events of {', '.join(counters.missed_uncounted)} would go unseen",
+                           style="dim"))
         if counters.unread:
             self._say(Text(f"  {counters.unread} records were still in the ring buffer at exit (the load went on "
                            "while the tracer stopped): not explained", style="bold red"))

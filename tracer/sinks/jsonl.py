@@ -62,6 +62,7 @@ class JsonSink:
         self.err.write(json.dumps({"summary": summary.to_json(), "records": counters.records,
                                    "lost": counters.lost, "unread": counters.unread, "filtered": counters.filtered,
                                    "missed": counters.missed, "missed_by": counters.missed_by,
+                                   "missed_uncounted": list(counters.missed_uncounted),
                                    "summarized": counters.summarized, "storm_full": counters.storm_full,
                                    "kernel_out_rsts": counters.kernel_out_rsts,
                                    "explained_sent_here": counters.explained_sent_here,
