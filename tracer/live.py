@@ -27,7 +27,7 @@ from tracer.kernel import snmp
 from tracer.sinks import outfile, recording
 from tracer.kernel.capture import BATCH_MAX, Capture
 from tracer.model.counters import Counters
-from tracer.model.errors import RecordingStopped, RecordsLost
+from tracer.model.errors import OutputFailed, RecordingStopped, RecordsLost
 from tracer.explain.owners import OwnerResolver
 from tracer.explain.procinfo import ProcessFacts
 from tracer.explain.pipeline import Pipeline
@@ -226,15 +226,18 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
                 return
 
     out_gone = False
+    out_failed: Optional[OutputFailed] = None
     try:
         loop()
         drain()
         emit(pipe.release(None))
         _storm(capture, sink, summary, event_filter, attributor, writer)
-    except BrokenPipeError:
-        # The reader of our output went away (`| head -1`): the recording is still finished
-        # whole (the drain reaches it), then the CLI ends quietly.
+    except (BrokenPipeError, OutputFailed) as exc:
+        # The reader of our output went away (`| head -1`), or the output cannot be written (a
+        # full disk under `> file`): the recording is still finished whole (the drain reaches
+        # it, the end line keeps the counters), then the CLI ends quietly, or with exit 14.
         out_gone = True
+        out_failed = exc if isinstance(exc, OutputFailed) else None
         drain()
     counters = pipe.counters(capture.counters())
     counters = dataclasses.replace(counters, unread=max(0, counters.records - capture.received))
@@ -254,6 +257,8 @@ def _run(capture: Capture, options: Options, sink: Sink, limits: RunLimits, stop
         writer.flush()
         if not out_gone:
             recording_stopped()
+    if out_failed is not None:
+        raise out_failed
     if out_gone:
         raise BrokenPipeError("the output was closed")
     summary.evicted = pipe.evictions()

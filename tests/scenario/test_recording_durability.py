@@ -104,6 +104,27 @@ def test_a_reader_that_goes_away_is_a_clean_exit(tmp_path):
     assert ended and made[0] in ports
 
 
+def test_an_output_that_cannot_be_written_is_exit_14_with_the_recording_whole(tmp_path):
+    # stdout on a full disk (here /dev/full: every write is ENOSPC): the events cannot be
+    # printed, but the recording holds them and its end line (the counters) all the same.
+    rec = tmp_path / "rec.jsonl"
+    port = closed_port()
+    ready = tmp_path / "ready"
+    with open("/dev/full", "w") as full:
+        p = subprocess.Popen([sys.executable, "-m", "tracer.cli", "--json", "--port", str(port), "--record", str(rec),
+                              "--ready-file", str(ready)], cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.1)
+    made = [refused(port) for _ in range(3)]
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 14, err
+    assert "cannot write standard output" in err and "Traceback" not in err, err
+    ports, ended = recorded_ports(rec)
+    assert ended and set(made) <= ports
+
+
 @pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0])
 def test_ctrl_c_early_ends_without_a_traceback(delay):
     """The console script, interrupted while it loads, compiles or attaches. Python's own start
