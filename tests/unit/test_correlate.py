@@ -179,3 +179,21 @@ def test_an_errno_read_after_its_reset_was_released_is_not_an_incident_of_its_ow
     c.feed([record(ts_ns=t + 2_000_000, type=RecordType.ABORT, errno="ECONNRESET", errno_raw=104, **CLIENT)])
     c.feed([])
     assert len(c.release(t + 5 * SETTLE_NS)) == 1
+
+
+def test_a_late_error_that_no_reset_gives_is_an_incident_of_its_own():
+    """A close with unread data sent a reset (no errno ever follows); the socket's address is
+    reused at once by a connect to the same peer, which fails with EHOSTUNREACH: not the
+    reset's error, a second incident."""
+    c = Correlator()
+    t = 10_000_000_000
+    sent = record(ts_ns=t, type=RecordType.RESET_SENT, reason="TCP_ABORT_ON_CLOSE", **CLIENT)
+    c.feed([sent])
+    c.feed([])
+    (inc,) = c.release(t + 2 * SETTLE_NS)
+    assert inc.primary is sent and inc.error is None
+    unreachable = record(ts_ns=t + 1_000_000, type=RecordType.ABORT, errno="EHOSTUNREACH", errno_raw=113, **CLIENT)
+    c.feed([unreachable])
+    c.feed([])
+    out = c.release(t + 4 * SETTLE_NS)
+    assert [i.primary for i in out] == [unreachable] and c.late_errors == 0

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Optional
 
 from tracer.model.frozen import fast_init
 from tracer.explain.owners import OwnerResolver
-from tracer.model.record import Record, RecordType
+from tracer.model.record import ERRNOS_WITH, Record, RecordType
 
 JOIN_WINDOW_NS = 5_000_000
 # Records of one reset are produced within microseconds of each other and the consumer drains
@@ -285,6 +285,10 @@ class Correlator:
         key = (r.netns, r.skaddr)
         reset = self._no_errno.get(key)
         if reset is None or abs(reset.ts_ns - r.ts_ns) > JOIN_WINDOW_NS or not _same_peer(reset, r):
+            return False
+        if r.errno not in ERRNOS_WITH.get(reset.type, ()):
+            # not an error that reset gives (its address reused by a connect to the same
+            # peer, failing with EHOSTUNREACH): an incident of its own
             return False
         del self._no_errno[key]
         self.late_errors += 1

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from tracer.explain.case import Case
 from tracer.explain.explanation import Explanation, endpoint
 from tracer.explain.rules import explain_case
-from tracer.model.record import AF_INET6, TYPE_BY_RAW, DecodeContext, RecordType, errno_name
+from tracer.model.record import AF_INET6, ERRNOS_WITH, TYPE_BY_RAW, DecodeContext, RecordType, errno_name
 from tracer.model.safe import printable
 
 
@@ -99,13 +99,10 @@ class StormCount:
                    count=d["count"], syn=d.get("syn") is True)
 
 
-# What tcp_reset() reports to the application: the abort (error report) of a socket whose
-# reset was received is part of that reset's incident, not an incident of its own.
-RESET_ERRNOS = frozenset({"ECONNREFUSED", "ECONNRESET", "EPIPE"})
-# What a socket that sent its own reset reports: tcp_disconnect() (an SO_LINGER 0 close,
-# connect(AF_UNSPEC)) ECONNRESET, the keepalive and user timeouts ETIMEDOUT, tcp_abort()
-# (ss -K) ECONNABORTED. Part of the sent reset's incident.
-SENT_ERRNOS = frozenset({"ECONNRESET", "ETIMEDOUT", "ECONNABORTED"})
+# The abort (error report) of a socket with a reset of its own, received or sent, is part of
+# that reset's incident, not an incident of its own (record.ERRNOS_WITH).
+RESET_ERRNOS = ERRNOS_WITH[RecordType.RESET_RECEIVED]
+SENT_ERRNOS = ERRNOS_WITH[RecordType.RESET_SENT]
 
 
 def join(buckets: list[StormCount]) -> list[StormCount]:

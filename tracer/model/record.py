@@ -62,6 +62,15 @@ class RecordType(str, Enum):
     OWNER = "owner"
 
 
+# The errors a socket reports to its owner along with a reset of its own, in the same call
+# chain: tcp_reset() after one received (ECONNREFUSED in SYN_SENT, EPIPE in CLOSE_WAIT, else
+# ECONNRESET); with one sent, tcp_disconnect() (an SO_LINGER 0 close, connect(AF_UNSPEC))
+# ECONNRESET, the keepalive and user timeouts ETIMEDOUT, tcp_abort() (ss -K) ECONNABORTED.
+ERRNOS_WITH = {
+    RecordType.RESET_RECEIVED: frozenset({"ECONNREFUSED", "ECONNRESET", "EPIPE"}),
+    RecordType.RESET_SENT: frozenset({"ECONNRESET", "ETIMEDOUT", "ECONNABORTED"}),
+}
+
 # enum tte_record_type: TTE_REC_RESET_SENT -> RecordType.RESET_SENT (test_abi: every one maps).
 TYPE_BY_RAW = {v: RecordType[k] for k, v in _ABI.enum("tte_record_type", "TTE_REC_").items()}
 RAW_BY_TYPE = {t: v for v, t in TYPE_BY_RAW.items()}
