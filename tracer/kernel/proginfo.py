@@ -27,7 +27,10 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 ID_AT = 4
 MISSES_AT = 208
 INFO_LEN = 216
-SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280, "armv7l": 386, "i686": 357}
+# bpf(2)'s number by the kernel's machine, for a userland of that word size (a 32-bit userland
+# on a 64-bit kernel has other numbers: no counter there, rather than a wrong syscall).
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
+SYS_BPF_32 = {"armv7l": 386, "i686": 357}
 
 
 class _Attr(ctypes.Structure):
@@ -49,7 +52,7 @@ def _syscall() -> Optional[ctypes.CDLL]:
 
 def info(fd: int) -> Optional[tuple[int, Optional[int]]]:
     """The program's id and recursion_misses (None before 5.12); None if the kernel refused."""
-    nr = SYS_BPF.get(platform.machine())
+    nr = (SYS_BPF if ctypes.sizeof(ctypes.c_void_p) == 8 else SYS_BPF_32).get(platform.machine())
     libc = _syscall()
     if nr is None or libc is None:
         return None
