@@ -226,8 +226,16 @@ def check(result: RunResult) -> list[str]:
             problems.append(f"{e.side} {e.event}: expected {e.verdict.value}/{e.who.value}"
                             f"{'/' + e.comm if e.comm else ''}{'/' + e.errno if e.errno else ''}"
                             f"{f'/idle≈{e.idle_s}' if e.idle_s else ''}{f'/{e.inferred}' if e.inferred else ''}; "
-                            f"got {seen or 'nothing'}")
+                            f"got {seen or 'nothing'}; that side's records: {_records_of(result, ino)}")
     return problems
+
+
+def _records_of(result: RunResult, ino: int) -> list[str]:
+    """A failed expectation's evidence: the side's records as captured (whether an error
+    report was missing or only not joined shows here)."""
+    t0 = min((r.ts_ns for r in result.records), default=0)
+    return [f"+{(r.ts_ns - t0) / 1e6:.3f}ms {r.type.name} {r.state} errno={r.errno} sk={r.skaddr:#x} "
+            f"{r.lport}->{r.rport}" for r in result.records if r.netns == ino][:30]
 
 
 def _matches(x: Explanation, e: Expect) -> bool:
